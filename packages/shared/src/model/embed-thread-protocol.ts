@@ -1,0 +1,29 @@
+/** Messages between the main thread and the inference thread. Buffers travel as transferables. */
+
+/** Session settings sent once when the thread starts. */
+export interface EmbedThreadInit {
+  readonly textModelPath: string | undefined;
+  readonly visionModelPath: string | undefined;
+  readonly providers: readonly string[];
+  readonly intraOpThreads: number;
+}
+
+/** The graphs' declared inputs, reported back so the main thread can shape its batches. */
+export interface EmbedThreadReady {
+  readonly kind: 'ready';
+  readonly device: 'cpu' | 'cuda';
+  readonly fallbackWarning: string | undefined;
+  readonly dims: number;
+  readonly textSeqFixed: number | undefined;
+  readonly textSeqDynamic: boolean;
+}
+
+export type EmbedRequest =
+  | { readonly kind: 'text'; readonly id: number; readonly ids: BigInt64Array; readonly batch: number; readonly seqLen: number; readonly lengths: readonly number[] }
+  | { readonly kind: 'image'; readonly id: number; readonly pixels: Float32Array; readonly batch: number; readonly height: number; readonly width: number };
+
+export type EmbedResponse =
+  | { readonly kind: 'result'; readonly id: number; readonly values: Float32Array }
+  | { readonly kind: 'error'; readonly id: number; readonly message: string };
+
+export type EmbedThreadMessage = EmbedThreadReady | EmbedResponse | { readonly kind: 'init-error'; readonly message: string };

@@ -1,0 +1,127 @@
+/**
+ * Entry point of the inference thread. onnxruntime's `session.run()` holds the JavaScript thread
+ * for the whole inference, so it runs here, never on the thread that renews BullMQ locks.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import * as ort from 'onnxruntime-node';
+import type { EmbedRequest, EmbedThreadInit, EmbedThreadMessage } from './embed-thread-protocol.js';
+import { cudaSessionFallbackWarning } from './execution-provider.js';
+
+const init = workerData as EmbedThreadInit;
+const port = parentPort;
+if (port === null) throw new Error('embed-thread must run as a worker thread');
+
+function sessionOptions(providers: readonly string[]): ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: [...providers],
+    intraOpNumThreads: init.intraOpThreads,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+  };
+}
+
+async function openSession(path: string | undefined, providers: readonly string[]): Promise<ort.InferenceSession | undefined> {
+  return path === undefined ? undefined : ort.InferenceSession.create(path, sessionOptions(providers));
+}
+
+function outputDims(session: ort.InferenceSession, name: string): number | undefined {
+  const meta = session.outputMetadata.find((m) => m.name === name);
+  if (meta === undefined || !meta.isTensor) return undefined;
+  const last = meta.shape[meta.shape.length - 1];
+  return typeof last === 'number' ? last : undefined;
+}
+
+function pickOutput(session: ort.InferenceSession, preferred: string): string {
+  return session.outputNames.includes(preferred) ? preferred : (session.outputNames[0] as string);
+}
+
+async function main(): Promise<void> {
+  let device: 'cpu' | 'cuda' = init.providers[0] === 'cuda' ? 'cuda' : 'cpu';
+  let fallbackWarning: string | undefined;
+  let text: ort.InferenceSession | undefined;
+  let vision: ort.InferenceSession | undefined;
+  try {
+    text = await openSession(init.textModelPath, init.providers);
+    vision = await openSession(init.visionModelPath, init.providers);
+  } catch (err) {
+    if (device !== 'cuda') throw err;
+    fallbackWarning = cudaSessionFallbackWarning((err as Error).message.split('\n')[0] ?? 'unknown error');
+    device = 'cpu';
+    text = await openSession(init.textModelPath, ['cpu']);
+    vision = await openSession(init.visionModelPath, ['cpu']);
+  }
+  const textOut = text === undefined ? undefined : pickOutput(text, 'text_embeds');
+  const visionOut = vision === undefined ? undefined : pickOutput(vision, 'image_embeds');
+  const idsMeta = text?.inputMetadata.find((m) => m.name === 'input_ids');
+  const seqDim = idsMeta !== undefined && idsMeta.isTensor ? idsMeta.shape[1] : undefined;
+  const textInputs = new Set(text?.inputNames ?? []);
+  const dims =
+    (text !== undefined && textOut !== undefined ? outputDims(text, textOut) : undefined) ??
+    (vision !== undefined && visionOut !== undefined ? outputDims(vision, visionOut) : undefined) ??
+    -1;
+  const ready: EmbedThreadMessage = {
+    kind: 'ready',
+    device,
+    fallbackWarning,
+    dims,
+    textSeqFixed: typeof seqDim === 'number' ? seqDim : undefined,
+    textSeqDynamic: typeof seqDim !== 'number',
+  };
+  port!.postMessage(ready);
+
+  const queue: EmbedRequest[] = [];
+  let running = false;
+  const pump = async (): Promise<void> => {
+    if (running) return;
+    running = true;
+    while (queue.length > 0) {
+      const req = queue.shift() as EmbedRequest;
+      try {
+        const values = req.kind === 'text' ? await runText(req) : await runImage(req);
+        port!.postMessage({ kind: 'result', id: req.id, values } satisfies EmbedThreadMessage, [values.buffer as ArrayBuffer]);
+      } catch (err) {
+        port!.postMessage({ kind: 'error', id: req.id, message: (err as Error).message } satisfies EmbedThreadMessage);
+      }
+    }
+    running = false;
+  };
+
+  async function runText(req: Extract<EmbedRequest, { kind: 'text' }>): Promise<Float32Array> {
+    if (text === undefined || textOut === undefined) throw new Error('this run has no text model');
+    const feeds: Record<string, ort.Tensor> = { input_ids: new ort.Tensor('int64', req.ids, [req.batch, req.seqLen]) };
+    if (textInputs.has('attention_mask')) {
+      const mask = new BigInt64Array(req.batch * req.seqLen);
+      req.lengths.forEach((len, i) => mask.fill(1n, i * req.seqLen, i * req.seqLen + Math.min(len, req.seqLen)));
+      feeds['attention_mask'] = new ort.Tensor('int64', mask, [req.batch, req.seqLen]);
+    }
+    if (textInputs.has('position_ids')) {
+      const pos = new BigInt64Array(req.batch * req.seqLen);
+      for (let i = 0; i < pos.length; i++) pos[i] = BigInt(i % req.seqLen);
+      feeds['position_ids'] = new ort.Tensor('int64', pos, [req.batch, req.seqLen]);
+    }
+    const out = await text.run(feeds, [textOut]);
+    return toFloat32(out[textOut]);
+  }
+
+  async function runImage(req: Extract<EmbedRequest, { kind: 'image' }>): Promise<Float32Array> {
+    if (vision === undefined || visionOut === undefined) throw new Error('this run has no vision model');
+    const out = await vision.run({ pixel_values: new ort.Tensor('float32', req.pixels, [req.batch, 3, req.height, req.width]) }, [visionOut]);
+    return toFloat32(out[visionOut]);
+  }
+
+  port!.on('message', (req: EmbedRequest) => {
+    queue.push(req);
+    void pump();
+  });
+}
+
+/** Copies the output into a fresh Float32Array we own (ORT's buffer must not be transferred). */
+function toFloat32(t: ort.Tensor | undefined): Float32Array {
+  if (t === undefined) throw new Error('the model produced no output');
+  if (t.type !== 'float32') throw new Error(`the model output is ${t.type}; vecmill reads float32 outputs (use an fp32-io export)`);
+  return new Float32Array(t.data as Float32Array);
+}
+
+main().catch((err: unknown) => {
+  port.postMessage({ kind: 'init-error', message: (err as Error).message } satisfies EmbedThreadMessage);
+});

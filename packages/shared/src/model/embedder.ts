@@ -1,0 +1,42 @@
+import type { TokenBatch } from './clip-tokenizer.js';
+
+/** How the text graph's sequence axis is declared: decides whether padding can be trimmed. */
+export interface TextInputShape {
+  /** True when the graph accepts any sequence length (padding to the batch's longest caption is then exact). */
+  readonly dynamic: boolean;
+  /** The declared length when the axis is fixed. */
+  readonly fixedLength: number | undefined;
+}
+
+/**
+ * The model port. Processors embed through it without knowing whether the towers run in a worker
+ * thread on the CPU, on a GPU, or in a test double; vectors come back raw (not normalized).
+ */
+export interface Embedder {
+  readonly dims: number;
+  readonly hasText: boolean;
+  readonly hasImage: boolean;
+  readonly textInput: TextInputShape;
+  /** Which execution provider actually runs the sessions (after any fallback). */
+  readonly device: 'cpu' | 'cuda';
+  /** `batch * dims` floats, row-major. */
+  embedText(tokens: TokenBatch): Promise<Float32Array>;
+  /** `pixels` is `[batch, 3, height, width]` float32; returns `batch * dims` floats, row-major. */
+  embedImages(pixels: Float32Array, batch: number, height: number, width: number): Promise<Float32Array>;
+  close(): Promise<void>;
+}
+
+/** L2-normalizes each row of a row-major matrix in place; zero rows stay zero. */
+export function l2NormalizeRows(values: Float32Array, dims: number): Float32Array {
+  for (let off = 0; off < values.length; off += dims) {
+    let sum = 0;
+    for (let j = 0; j < dims; j++) {
+      const v = values[off + j] as number;
+      sum += v * v;
+    }
+    if (sum === 0) continue;
+    const inv = 1 / Math.sqrt(sum);
+    for (let j = 0; j < dims; j++) values[off + j] = (values[off + j] as number) * inv;
+  }
+  return values;
+}

@@ -1,0 +1,97 @@
+import { decodeImage, readImageHeader, type DecodeOptions, type RgbImage } from './image-decode.js';
+import { resizedSize, type PreprocessSpec } from './preprocess-spec.js';
+import { resizeBicubic, type PixelWindow } from './resize-bicubic.js';
+
+/** The whole preprocessing API (spec, options, entry points) is importable from this one module. */
+export { parsePreprocessSpec, type PreprocessSpec } from './preprocess-spec.js';
+export { defaultDecodeOptions, type DecodeOptions } from './image-decode.js';
+
+/**
+ * Rescale and normalize map each 8-bit value to one float per channel, so they are a 3 x 256
+ * lookup table. Its entries repeat Hugging Face's float32 arithmetic step by step
+ * (`float32(x * factor)`, then `(x - mean) / std` in float32), so values match bit for bit.
+ */
+const valueTables = new WeakMap<PreprocessSpec, Float32Array>();
+
+function valueTable(spec: PreprocessSpec): Float32Array {
+  const cached = valueTables.get(spec);
+  if (cached !== undefined) return cached;
+  const table = new Float32Array(3 * 256);
+  const { rescaleFactor, normalize } = spec;
+  for (let c = 0; c < 3; c++) {
+    const mean = Math.fround(normalize?.mean[c] ?? 0);
+    const std = Math.fround(normalize?.std[c] ?? 1);
+    for (let v = 0; v < 256; v++) {
+      const scaled = rescaleFactor === undefined ? v : Math.fround(v * rescaleFactor);
+      table[c * 256 + v] = normalize === undefined ? scaled : Math.fround(Math.fround(scaled - mean) / std);
+    }
+  }
+  valueTables.set(spec, table);
+  return table;
+}
+
+/**
+ * Where Hugging Face's `center_crop` takes its window from a resized image: offsets
+ * `floor((size - crop) / 2)`, negative when the image is smaller than the crop (it is then
+ * padded with zero pixels, centered with `ceil` on the leading side, which lands at the same
+ * offset). Returns the part of the resized image inside the crop and where it lands.
+ */
+function cropPlacement(resized: { width: number; height: number }, crop: { width: number; height: number }): { window: PixelWindow; dx: number; dy: number } {
+  const left = Math.floor((resized.width - crop.width) / 2);
+  const top = Math.floor((resized.height - crop.height) / 2);
+  const x0 = Math.max(0, left);
+  const y0 = Math.max(0, top);
+  const window = {
+    left: x0,
+    top: y0,
+    width: Math.min(resized.width, left + crop.width) - x0,
+    height: Math.min(resized.height, top + crop.height) - y0,
+  };
+  return { window, dx: x0 - left, dy: y0 - top };
+}
+
+/** Writes interleaved RGB at (dx, dy) of a `width` x `height` CHW float block; pixels not covered are zero before rescaling, as in HF's padding. */
+function writeChw(pixels: RgbImage, dx: number, dy: number, width: number, height: number, table: Float32Array, out: Float32Array, offset: number): void {
+  const plane = width * height;
+  if (pixels.width !== width || pixels.height !== height) {
+    for (let c = 0; c < 3; c++) out.fill(table[c * 256]!, offset + c * plane, offset + (c + 1) * plane);
+  }
+  const src = pixels.data;
+  let p = 0;
+  for (let y = 0; y < pixels.height; y++) {
+    const row = offset + (dy + y) * width + dx;
+    for (let x = 0; x < pixels.width; x++, p += 3) {
+      out[row + x] = table[src[p]!]!;
+      out[row + plane + x] = table[256 + src[p + 1]!]!;
+      out[row + 2 * plane + x] = table[512 + src[p + 2]!]!;
+    }
+  }
+}
+
+/**
+ * Writes one image's CHW float32 pixels into `out` at `offset` (floats); throws RowError on a
+ * bad image. Follows Hugging Face's CLIPImageProcessor: convert to RGB, bicubic resize exactly
+ * as PIL does, center crop (padding when too small), rescale, normalize. Writing in place lets
+ * a batch share one tensor buffer instead of copying each image into it.
+ */
+export async function preprocessImageInto(bytes: Buffer, spec: PreprocessSpec, options: DecodeOptions, out: Float32Array, offset: number): Promise<void> {
+  const size = 3 * spec.outHeight * spec.outWidth;
+  if (!Number.isInteger(offset) || offset < 0 || offset + size > out.length) {
+    throw new RangeError(`cannot write ${size} floats at offset ${offset} into a buffer of ${out.length}`);
+  }
+  const header = await readImageHeader(bytes, options);
+  const target = spec.resize === undefined ? undefined : resizedSize(spec.resize, header.width, header.height);
+  const image = await decodeImage(bytes, header, options, target);
+  const resized = target ?? image;
+  const crop = spec.crop ?? resized;
+  const { window, dx, dy } = cropPlacement(resized, crop);
+  const pixels = resizeBicubic(image, resized.width, resized.height, window);
+  writeChw(pixels, dx, dy, crop.width, crop.height, valueTable(spec), out, offset);
+}
+
+/** One image as a fresh `3 x outHeight x outWidth` float32 array; see `preprocessImageInto`. */
+export async function preprocessImage(bytes: Buffer, spec: PreprocessSpec, options: DecodeOptions): Promise<Float32Array> {
+  const out = new Float32Array(3 * spec.outHeight * spec.outWidth);
+  await preprocessImageInto(bytes, spec, options, out, 0);
+  return out;
+}

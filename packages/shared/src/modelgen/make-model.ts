@@ -1,0 +1,145 @@
+import { mkdir, readFile } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { ConfigError, ModelError, NotFoundError } from '../errors.js';
+import { clipConfigFiles } from './clip-config-files.js';
+import { buildClipTextGraph } from './clip-text-graph.js';
+import { describeClipTokenizer } from './clip-tokenizer-info.js';
+import { buildClipVisionGraph } from './clip-vision-graph.js';
+import { toFp16Graph } from './fp16-graph.js';
+import { MODEL_PRESETS } from './model-presets.js';
+import type { GraphSpec } from './onnx-graph-builder.js';
+import { writeOnnxModel } from './onnx-model-writer.js';
+import { toQ8Graph } from './quantize-graph.js';
+import { buildSmallTokenizer } from './small-tokenizer.js';
+import { writeFileAtomic } from './write-file-atomic.js';
+
+/** Model shapes: `tiny` for tests and demos, `vit-b-32` for real-size benchmarks. */
+export type ModelPreset = 'tiny' | 'vit-b-32';
+
+/** ONNX files per tower: float32, float16 inside with float32 IO, dynamic int8 quantized. */
+export type ModelVariant = 'fp32' | 'fp16' | 'q8';
+
+/** What to generate and where. */
+export interface MakeModelOptions {
+  preset: ModelPreset;
+  /** Created if missing; files already there are replaced. */
+  outDir: string;
+  /** Seed of every weight; the same seed gives byte-identical files. Default 42. */
+  seed?: number;
+  /** A CLIP tokenizer.json to copy; default: a small generated CLIP-style tokenizer. */
+  tokenizerPath?: string;
+  /** Which ONNX variants to write. Default: all three. */
+  variants?: readonly ModelVariant[];
+}
+
+/** What was written. */
+export interface MakeModelResult {
+  outDir: string;
+  /** Paths relative to outDir, with `/` separators, in the order written. */
+  files: string[];
+  /** Learned parameters of the text tower (embeddings, layers, projection). */
+  textParams: number;
+  /** Learned parameters of the vision tower. */
+  visionParams: number;
+}
+
+const DEFAULT_SEED = 42;
+const ALL_VARIANTS: readonly ModelVariant[] = ['fp32', 'fp16', 'q8'];
+const OPSET_VERSION = 17;
+
+const VARIANTS: Readonly<Record<ModelVariant, { readonly suffix: string; readonly transform: (graph: GraphSpec) => GraphSpec }>> = {
+  fp32: { suffix: '', transform: (graph) => graph },
+  fp16: { suffix: '_fp16', transform: toFp16Graph },
+  q8: { suffix: '_quantized', transform: toQ8Graph },
+};
+
+/**
+ * Generates a CLIP model folder in the layout of Hugging Face's ONNX exports (config.json,
+ * preprocessor_config.json, tokenizer.json, tokenizer_config.json, onnx/text_model*.onnx,
+ * onnx/vision_model*.onnx) with seeded random weights. No trained weights can be downloaded in
+ * vecmill's environments, yet every code path (tokenizing, preprocessing, batching, quantized
+ * and half-precision sessions, real-size throughput) needs a real model folder: this is it. The
+ * embeddings carry no meaning, but they are deterministic, finite and input-dependent.
+ */
+export async function makeModel(options: MakeModelOptions): Promise<MakeModelResult> {
+  const shape = MODEL_PRESETS[checkPreset(options.preset)];
+  const seed = checkSeed(options.seed ?? DEFAULT_SEED);
+  const variants = checkVariants(options.variants ?? ALL_VARIANTS);
+  const tokenizerBytes =
+    options.tokenizerPath === undefined ? Buffer.from(`${JSON.stringify(buildSmallTokenizer(), null, 2)}\n`) : await readTokenizer(options.tokenizerPath);
+  const tokenizerSource = options.tokenizerPath ?? 'generated tokenizer';
+  const tokenizer = describeClipTokenizer(parseTokenizer(tokenizerBytes, tokenizerSource), tokenizerSource);
+
+  const files: string[] = [];
+  await mkdir(join(options.outDir, 'onnx'), { recursive: true });
+  const configs = clipConfigFiles({ preset: options.preset, seed, shape, tokenizer });
+  for (const [name, json] of Object.entries(configs)) {
+    await writeFileAtomic(join(options.outDir, name), `${JSON.stringify(json, null, 2)}\n`);
+    files.push(name);
+  }
+  await writeFileAtomic(join(options.outDir, 'tokenizer.json'), tokenizerBytes);
+  files.push('tokenizer.json');
+
+  const textGraph = buildClipTextGraph({ shape, vocabSize: tokenizer.vocabSize, seed });
+  const visionGraph = buildClipVisionGraph({ shape, seed });
+  const towers = [
+    { name: 'text_model', tower: 'text', graph: textGraph },
+    { name: 'vision_model', tower: 'vision', graph: visionGraph },
+  ];
+  for (const variant of variants) {
+    const { suffix, transform } = VARIANTS[variant];
+    for (const { name, tower, graph } of towers) {
+      const file = posix.join('onnx', `${name}${suffix}.onnx`);
+      await writeOnnxModel(join(options.outDir, file), transform(graph), {
+        opsetVersion: OPSET_VERSION,
+        docString: `CLIP ${tower} encoder with seeded random weights, not a trained model (vecmill make-model: preset ${options.preset}, seed ${seed}, variant ${variant})`,
+      });
+      files.push(file);
+    }
+  }
+  return { outDir: options.outDir, files, textParams: textGraph.parameterCount, visionParams: visionGraph.parameterCount };
+}
+
+function checkPreset(preset: string): ModelPreset {
+  if (!Object.hasOwn(MODEL_PRESETS, preset)) {
+    throw new ConfigError(`unknown model preset "${preset}": use one of ${Object.keys(MODEL_PRESETS).join(', ')}`, { preset });
+  }
+  return preset as ModelPreset;
+}
+
+function checkSeed(seed: number): number {
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
+    throw new ConfigError(`model seed ${seed} is not a whole number from 0 to 4294967295: pass such a seed`, { seed });
+  }
+  return seed;
+}
+
+function checkVariants(variants: readonly string[]): ModelVariant[] {
+  for (const variant of variants) {
+    if (!Object.hasOwn(VARIANTS, variant)) {
+      throw new ConfigError(`unknown model variant "${variant}": use any of ${ALL_VARIANTS.join(', ')}`, { variant });
+    }
+  }
+  const chosen = ALL_VARIANTS.filter((v) => variants.includes(v));
+  if (chosen.length === 0) throw new ConfigError(`no model variants chosen: pass at least one of ${ALL_VARIANTS.join(', ')}`);
+  return chosen;
+}
+
+async function readTokenizer(path: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new NotFoundError(`tokenizer file ${path} does not exist: pass the path of a CLIP tokenizer.json`, { file: path }, { cause: err });
+    }
+    throw new ModelError(`cannot read tokenizer file ${path} (${(err as Error).message}): check its permissions`, { file: path }, { cause: err });
+  }
+}
+
+function parseTokenizer(bytes: Buffer, source: string): unknown {
+  try {
+    return JSON.parse(bytes.toString('utf8'));
+  } catch (err) {
+    throw new ModelError(`tokenizer ${source} is not valid JSON: pass a Hugging Face tokenizer.json`, { file: source }, { cause: err });
+  }
+}

@@ -1,0 +1,109 @@
+import { PayloadError } from './errors.js';
+import type { ModelDtype, ModelFingerprint } from './model/model-folder.js';
+import type { InputKind } from './tsv/input-kind.js';
+
+/** Output files the merger can write besides the always-on Parquet parts. */
+export type OutputFormat = 'parquet' | 'npy' | 'tsv';
+
+/** Everything that decides what a run's output contains. Stored in plan.json, so every worker embeds alike. */
+export interface EmbedSettings {
+  readonly kind: InputKind;
+  readonly dtype: ModelDtype;
+  /** L2-normalize embeddings (CLIP retrieval compares cosine). */
+  readonly normalize: boolean;
+  readonly outDtype: 'float32' | 'float16';
+  readonly batchSize: number;
+  /** Images declaring more pixels than this are refused before decoding (decompression bombs). */
+  readonly maxPixels: number;
+  /** JPEG shrink-on-load before the exact resize: faster, not bit-identical to PIL. */
+  readonly fastDecode: boolean;
+  /** Lines longer than this are error rows, skipped without being buffered. */
+  readonly maxLineBytes: number;
+  /** Pad each text batch only to its longest caption when the graph allows it. */
+  readonly trimText: boolean;
+  readonly formats: readonly OutputFormat[];
+}
+
+/** One input object as planned: its etag pins the content the splits refer to. */
+export interface PlannedInput {
+  /** `s3://bucket/key` or an absolute local path. */
+  readonly uri: string;
+  readonly size: number;
+  readonly etag: string;
+  readonly modified: string;
+}
+
+/** A byte range of one input, owning the lines that start inside `[start, end)`. */
+export interface PlannedSplit {
+  readonly index: number;
+  /** Index into `RunPlan.inputs`. */
+  readonly input: number;
+  readonly start: number;
+  readonly end: number;
+}
+
+/** Where the model came from and exactly which files it was. */
+export interface PlannedModel {
+  readonly location: string;
+  readonly dtype: ModelDtype;
+  readonly fingerprint: ModelFingerprint;
+  readonly dims: number;
+  /** The folder's preprocessor_config.json (undefined for text-only runs), recorded for the manifest. */
+  readonly preprocessing: unknown;
+  readonly contextLength: number;
+}
+
+/**
+ * plan.json: the run's source of truth. Redis only carries references into it, and plan.json plus
+ * the shard markers are enough to rebuild a run after Redis lost everything.
+ */
+export interface RunPlan {
+  readonly version: 1;
+  readonly runId: string;
+  readonly createdAt: string;
+  /** Output location (local path or `s3://`), where plan.json itself lives. */
+  readonly output: string;
+  readonly inputs: readonly PlannedInput[];
+  readonly splits: readonly PlannedSplit[];
+  readonly splitSize: number;
+  readonly model: PlannedModel;
+  readonly settings: EmbedSettings;
+}
+
+/** Keys inside the output location. One place, so the worker, merger and `inspect` agree. */
+export const outputKeys = {
+  plan: 'plan.json',
+  manifest: 'manifest.json',
+  success: '_SUCCESS',
+  shardMarker: (split: number): string => `shards/split-${pad(split, 6)}.done.json`,
+  shardData: (split: number, attempt: string): string => `shards/split-${pad(split, 6)}/${attempt}.parquet`,
+  shardPrefix: 'shards/',
+  embeddingsPart: (part: number, width: number): string => `embeddings/part-${pad(part, width)}.parquet`,
+  imageNpy: (part: number, width: number): string => `img_emb/img_emb_${pad(part, width)}.npy`,
+  textNpy: (part: number, width: number): string => `text_emb/text_emb_${pad(part, width)}.npy`,
+  metadata: (part: number, width: number): string => `metadata/metadata_${pad(part, width)}.parquet`,
+  errors: 'errors/errors.parquet',
+  textTsv: 'text_feat.tsv',
+  imageTsv: 'image_feat.tsv',
+} as const;
+
+/** Zero-pads so that name order is numeric order. */
+export function pad(n: number, width: number): string {
+  return String(n).padStart(width, '0');
+}
+
+/** Run ids become BullMQ job ids and key parts: keep them to a safe alphabet. */
+export const runIdPattern = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+
+/** Validates a run id from a flag or a job payload. */
+export function checkRunId(runId: unknown): string {
+  if (typeof runId !== 'string' || !runIdPattern.test(runId)) {
+    throw new PayloadError(`invalid run id ${JSON.stringify(runId)}: use 1-64 letters, digits, '-' or '_'`, { runId: String(runId) });
+  }
+  return runId;
+}
+
+/** Which modalities a kind of input carries. */
+export function modalities(kind: InputKind): { text: boolean; image: boolean } {
+  return { text: kind !== 'image', image: kind !== 'text' };
+}

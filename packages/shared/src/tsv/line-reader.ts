@@ -1,0 +1,160 @@
+import { ConfigError, StorageError } from '../errors.js';
+import type { ObjectStore } from '../storage/object-store.js';
+import type { Split } from './split-planner.js';
+
+/** One line of a split. */
+export interface SplitLine {
+  /** Byte offset of the line's first byte in the object: a stable row id across any split size. */
+  offset: number;
+  /**
+   * The line without its `\n`, without one `\r` before it and, for the line at offset 0, without
+   * a UTF-8 BOM. Zero-copy where the line sits in one chunk: it may share memory with its chunk.
+   * Empty for blank lines and for lines marked `tooLong`.
+   */
+  bytes: Buffer;
+  /** The line exceeded `maxLineBytes` and was skipped without being buffered. */
+  tooLong?: true;
+}
+
+/** How the reader bounds memory and sizes its reads. */
+export interface LineReaderOptions {
+  /**
+   * Longest line kept, in bytes (after stripping `\r` and the BOM). Longer lines are yielded as
+   * `tooLong` with empty bytes, so one corrupt multi-gigabyte line cannot exhaust memory.
+   * Default 64 MiB.
+   */
+  maxLineBytes?: number;
+  /**
+   * Size of each extra ranged read past the split's end, made only to finish the line that
+   * straddles it. Default 1 MiB: a typical image line fits in one or two requests.
+   */
+  readAheadBytes?: number;
+}
+
+export const DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_READ_AHEAD_BYTES = 1024 * 1024;
+
+const NEWLINE = 0x0a;
+const CARRIAGE_RETURN = 0x0d;
+const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
+
+/**
+ * Yields exactly the lines whose first byte lies in `[split.start, split.end)`, so the splits of
+ * a plan together yield every line once, whatever the split size. It reads from `start - 1`:
+ * the first `\n` found there ends a line owned by the previous split (when byte `start - 1` is
+ * itself `\n`, the line at `start` is ours). It then reads past `end`, in `readAheadBytes`
+ * ranges, only as far as needed to finish the last owned line.
+ *
+ * Blank lines are yielded, not skipped: offsets stay exact and the row parser reports them, so
+ * a blank line shows up as an error row instead of vanishing from the counts.
+ *
+ * Memory: at most one line plus one chunk; an over-long line is scanned with `indexOf` and
+ * dropped chunk by chunk. Throws StorageError when the object is shorter than planned (it
+ * changed after planning).
+ */
+export async function* readSplitLines(store: ObjectStore, split: Split, options: LineReaderOptions = {}): AsyncGenerator<SplitLine> {
+  const maxLineBytes = positiveInteger(options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES, 'maxLineBytes');
+  const readAheadBytes = positiveInteger(options.readAheadBytes ?? DEFAULT_READ_AHEAD_BYTES, 'readAheadBytes');
+  const { start, end } = split;
+  if (start >= end) return;
+
+  /** Still looking for the first line start at or after `start`. */
+  let seeking = start > 0;
+  /** The current line is longer than allowed: its bytes are being dropped. */
+  let overflowing = false;
+  let lineStart = start;
+  let parts: Buffer[] = [];
+  let partsLength = 0;
+  let position = seeking ? start - 1 : 0;
+
+  for await (const chunk of rangeChunks(store, split, position, readAheadBytes)) {
+    let from = 0;
+    while (from < chunk.length) {
+      const newline = chunk.indexOf(NEWLINE, from);
+      if (seeking) {
+        if (newline === -1) break;
+        seeking = false;
+        lineStart = position + newline + 1;
+        if (lineStart >= end) return;
+        from = newline + 1;
+        continue;
+      }
+      if (newline === -1) {
+        if (!overflowing) {
+          const piece = from === 0 ? chunk : chunk.subarray(from);
+          if (partsLength + piece.length > maxLineBytes + BOM.length + 1) {
+            overflowing = true;
+            parts = [];
+            partsLength = 0;
+          } else {
+            parts.push(piece);
+            partsLength += piece.length;
+          }
+        }
+        break;
+      }
+      yield overflowing ? tooLongLine(lineStart) : finishLine(lineStart, joinLine(parts, partsLength, chunk.subarray(from, newline)), maxLineBytes);
+      overflowing = false;
+      parts = [];
+      partsLength = 0;
+      lineStart = position + newline + 1;
+      if (lineStart >= end) return;
+      from = newline + 1;
+    }
+    position += chunk.length;
+    if (seeking && position >= end) return;
+  }
+  if (seeking || lineStart >= split.objectSize) return;
+  yield overflowing ? tooLongLine(lineStart) : finishLine(lineStart, joinLine(parts, partsLength, undefined), maxLineBytes);
+}
+
+/**
+ * The object's bytes from `from` as Buffers: one ranged read up to the split's end, then
+ * `readAheadBytes` ranges up to the planned size. Lazy, so a consumer that stops early stops
+ * the reads (breaking out of `for await` destroys the current stream).
+ */
+async function* rangeChunks(store: ObjectStore, split: Split, from: number, readAheadBytes: number): AsyncGenerator<Buffer> {
+  let position = from;
+  let rangeEnd = Math.min(split.end, split.objectSize);
+  while (position < rangeEnd) {
+    const rangeStart = position;
+    for await (const chunk of store.readRange(split.key, rangeStart, rangeEnd) as AsyncIterable<Uint8Array>) {
+      const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      position += buffer.length;
+      yield buffer;
+    }
+    if (position !== rangeEnd) {
+      throw new StorageError(
+        `object ${split.key} returned ${position - rangeStart} bytes for range ${rangeStart}-${rangeEnd}, expected ${rangeEnd - rangeStart}: it changed after planning, re-run the plan`,
+        { key: split.key, split: split.index, start: rangeStart, end: rangeEnd },
+      );
+    }
+    rangeEnd = Math.min(position + readAheadBytes, split.objectSize);
+  }
+}
+
+function joinLine(parts: readonly Buffer[], partsLength: number, last: Buffer | undefined): Buffer {
+  if (parts.length === 0) return last ?? Buffer.alloc(0);
+  if (last === undefined) return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, partsLength);
+  return Buffer.concat([...parts, last], partsLength + last.length);
+}
+
+function finishLine(offset: number, raw: Buffer, maxLineBytes: number): SplitLine {
+  let bytes = raw;
+  if (offset === 0 && bytes.length >= BOM.length && bytes[0] === BOM[0] && bytes[1] === BOM[1] && bytes[2] === BOM[2]) {
+    bytes = bytes.subarray(BOM.length);
+  }
+  if (bytes.length > 0 && bytes[bytes.length - 1] === CARRIAGE_RETURN) bytes = bytes.subarray(0, bytes.length - 1);
+  return bytes.length > maxLineBytes ? tooLongLine(offset) : { offset, bytes };
+}
+
+function tooLongLine(offset: number): SplitLine {
+  return { offset, bytes: Buffer.alloc(0), tooLong: true };
+}
+
+function positiveInteger(value: number, name: string): number {
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new ConfigError(`line reader option ${name} must be a positive whole number of bytes, got ${String(value)}`, { [name]: String(value) });
+  }
+  return value;
+}

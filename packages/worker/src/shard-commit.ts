@@ -1,0 +1,111 @@
+import { createHash } from 'node:crypto';
+import { CommitError, NotFoundError } from '@vecmill/shared/errors';
+import { outputKeys } from '@vecmill/shared/run-plan';
+import type { ObjectStore } from '@vecmill/shared/storage/object-store';
+
+/** Milliseconds spent per stage of a split: where a slow run loses its time. */
+export interface StageTimings {
+  readonly read: number;
+  readonly decode: number;
+  readonly tokenize: number;
+  readonly infer: number;
+  readonly write: number;
+}
+
+/**
+ * A split's done-marker. Its existence is the commit: the merger reads exactly the data file it
+ * names, so data files of losing or crashed attempts are never output.
+ */
+export interface ShardMarker {
+  readonly version: 1;
+  readonly runId: string;
+  readonly splitIndex: number;
+  readonly dataKey: string;
+  readonly sha256: string;
+  readonly bytes: number;
+  readonly rowsIn: number;
+  readonly rowsOk: number;
+  readonly rowsFailed: number;
+  readonly failedByReason: Readonly<Record<string, number>>;
+  readonly timings: StageTimings;
+  readonly worker: string;
+  readonly committedAt: string;
+}
+
+/** What an attempt hands to `commitShard`. */
+export interface ShardCommitRequest {
+  readonly runId: string;
+  readonly splitIndex: number;
+  /** Unique per attempt, so racing attempts never write the same data key. */
+  readonly attempt: string;
+  readonly data: Uint8Array;
+  readonly rowsIn: number;
+  readonly rowsOk: number;
+  readonly failedByReason: Readonly<Record<string, number>>;
+  /** Called after the data is stored, so the write stage includes the upload. */
+  readonly timings: () => StageTimings;
+  readonly worker: string;
+}
+
+/**
+ * Commits a shard: the data goes to an attempt-unique key (atomic put), then the marker is
+ * created only if absent. The first committer wins; a later attempt deletes its own data and
+ * returns the winner's marker, so at-least-once execution yields exactly-once output.
+ */
+export async function commitShard(store: ObjectStore, req: ShardCommitRequest): Promise<{ marker: ShardMarker; committed: boolean }> {
+  const rowsFailed = Object.values(req.failedByReason).reduce((a, b) => a + b, 0);
+  if (req.rowsOk + rowsFailed !== req.rowsIn) {
+    throw new CommitError(`split ${req.splitIndex}: rows in ${req.rowsIn} != ok ${req.rowsOk} + failed ${rowsFailed}; refusing to commit`, { split: req.splitIndex });
+  }
+  const dataKey = outputKeys.shardData(req.splitIndex, req.attempt);
+  await store.put(dataKey, req.data);
+  const marker: ShardMarker = {
+    version: 1,
+    runId: req.runId,
+    splitIndex: req.splitIndex,
+    dataKey,
+    sha256: createHash('sha256').update(req.data).digest('hex'),
+    bytes: req.data.byteLength,
+    rowsIn: req.rowsIn,
+    rowsOk: req.rowsOk,
+    rowsFailed,
+    failedByReason: req.failedByReason,
+    timings: req.timings(),
+    worker: req.worker,
+    committedAt: new Date().toISOString(),
+  };
+  const created = await store.putIfAbsent(outputKeys.shardMarker(req.splitIndex), Buffer.from(JSON.stringify(marker, null, 1)));
+  if (created) return { marker, committed: true };
+  const winner = await readShardMarker(store, req.splitIndex);
+  if (winner === undefined) throw new CommitError(`split ${req.splitIndex}: the marker exists but cannot be read`, { split: req.splitIndex });
+  // A retried conditional PUT whose first try landed reports "exists" for our own marker.
+  if (winner.dataKey === dataKey) return { marker: winner, committed: true };
+  await store.delete(dataKey);
+  return { marker: winner, committed: false };
+}
+
+/** The split's marker, or undefined when no attempt has committed it yet. */
+export async function readShardMarker(store: ObjectStore, splitIndex: number): Promise<ShardMarker | undefined> {
+  let raw: Buffer;
+  try {
+    raw = await store.read(outputKeys.shardMarker(splitIndex));
+  } catch (err) {
+    if (err instanceof NotFoundError) return undefined;
+    throw err;
+  }
+  try {
+    return JSON.parse(raw.toString('utf8')) as ShardMarker;
+  } catch (err) {
+    throw new CommitError(`the marker of split ${splitIndex} in ${store.description} is not valid JSON; delete it to recompute the split`, { split: splitIndex }, { cause: err });
+  }
+}
+
+/** Reads a committed shard's data and checks it against the marker's sha256. */
+export async function readShardData(store: ObjectStore, marker: ShardMarker): Promise<Buffer> {
+  const data = await store.read(marker.dataKey);
+  const sha = createHash('sha256').update(data).digest('hex');
+  if (sha !== marker.sha256) {
+    throw new CommitError(`shard data ${marker.dataKey} does not match its marker (sha256 differs); delete ${outputKeys.shardMarker(marker.splitIndex)} to recompute the split`, { split: marker.splitIndex, key: marker.dataKey });
+  }
+  return data;
+}
