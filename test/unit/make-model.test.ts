@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Tokenizer } from '@huggingface/tokenizers';
 import * as ort from 'onnxruntime-node';
-import { ConfigError, ModelError, NotFoundError } from '@vecmill/shared/errors';
+import { ConfigError, ModelError, NotFoundError, StorageError } from '@vecmill/shared/errors';
 import { makeModel, type MakeModelResult } from '@vecmill/shared/modelgen/make-model';
 import { fixturesSkipReason, sharedFixturesDir } from '../support/fixtures.js';
 import { makeTempDir } from '../support/tmp.js';
@@ -304,6 +304,8 @@ describe('makeModel (tiny preset)', () => {
     await writeFile(notJson, '{"model": ');
     await assert.rejects(makeModel({ preset: 'tiny', outDir, tokenizerPath: notJson }), ModelError);
     assert.ok(!existsSync(outDir));
+    const underAFile = join(notJson, 'model');
+    await assert.rejects(makeModel({ preset: 'tiny', outDir: underAFile }), (e) => e instanceof StorageError && e.message.includes(underAFile));
   });
 });
 

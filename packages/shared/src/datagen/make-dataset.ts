@@ -17,6 +17,10 @@ export interface DatasetOptions {
   readonly seed?: number;
   /** Use URL-safe base64, as EasyNLP's own tools write (default false). */
   readonly urlSafe?: boolean;
+  /** Pixel noise amplitude 0-255 (default 12): high noise makes large, incompressible images. */
+  readonly noise?: number;
+  /** Encoding of the drawn images (default jpeg). */
+  readonly imageFormat?: 'jpeg' | 'png';
 }
 
 const colours: readonly [string, [number, number, number]][] = [
@@ -39,6 +43,7 @@ const shapes = ['square', 'stripe', 'block'] as const;
 export async function makeDataset(options: DatasetOptions): Promise<{ captions: string[]; bytes: number }> {
   const size = options.imageSize ?? 96;
   const distinct = Math.max(1, options.distinctImages ?? 32);
+  const amplitude = options.noise ?? 12;
   let state = (options.seed ?? 7) >>> 0 || 1;
   const rand = (): number => {
     state ^= state << 13;
@@ -62,15 +67,16 @@ export async function makeDataset(options: DatasetOptions): Promise<{ captions: 
       for (let x = 0; x < size; x++) {
         const inside = x >= x0 && x < x0 + w && y >= y0 && y < y0 + h;
         const c = inside ? fg : bg;
-        const noise = Math.floor(rand() * 12) - 6;
+        const noise = Math.floor(rand() * amplitude) - (amplitude >> 1);
         const o = (y * size + x) * 3;
         raw[o] = clamp(c[0] + noise);
         raw[o + 1] = clamp(c[1] + noise);
         raw[o + 2] = clamp(c[2] + noise);
       }
     }
-    const jpeg = await sharp(raw, { raw: { width: size, height: size, channels: 3 } }).jpeg({ quality: 85 }).toBuffer();
-    const b64 = jpeg.toString(options.urlSafe === true ? 'base64url' : 'base64');
+    const drawn = sharp(raw, { raw: { width: size, height: size, channels: 3 } });
+    const encoded = await (options.imageFormat === 'png' ? drawn.png({ compressionLevel: 1 }) : drawn.jpeg({ quality: 85 })).toBuffer();
+    const b64 = encoded.toString(options.urlSafe === true ? 'base64url' : 'base64');
     images.push({ b64, caption: `a photo of a ${fgName} ${shape} on a ${bgName} background` });
   }
 

@@ -230,6 +230,7 @@ export class EmbeddingTableBuilder {
   private readonly errorMessage: (string | null)[] = [];
   private readonly textColumn: EmbeddingColumnBuffer | undefined;
   private readonly imageColumn: EmbeddingColumnBuffer | undefined;
+  private built = false;
 
   constructor(private readonly options: EmbeddingTableOptions) {
     if (!Number.isInteger(options.dims) || options.dims <= 0) {
@@ -254,6 +255,7 @@ export class EmbeddingTableBuilder {
   }
 
   private ensureCapacity(extra: number): void {
+    if (this.built) throw internal('rows were appended to an embedding table after build(), which shares its buffers');
     const needed = this.length + extra;
     if (needed <= this.capacity) return;
     let capacity = this.capacity * 2;
@@ -366,6 +368,7 @@ export class EmbeddingTableBuilder {
 
   /** The rows appended so far as one record batch. The builder must not be used afterwards. */
   build(): arrow.Table {
+    this.built = true;
     const n = this.length;
     const { dims, outDtype } = this.options;
     const int64 = (values: Float64Array): BigInt64Array => {
@@ -546,6 +549,7 @@ export class EmbeddingTable {
    * rows once it knows how many rows precede them. Other columns are shared, not copied.
    */
   withRowIndex(first: number): EmbeddingTable {
+    if (this.numRows === 0) return this;
     const chunks: arrow.Data<arrow.Int64>[] = [];
     let next = BigInt(first);
     for (const batch of this.table.batches) {

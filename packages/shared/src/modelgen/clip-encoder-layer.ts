@@ -1,15 +1,16 @@
 import type { OnnxGraphBuilder } from './onnx-graph-builder.js';
 import type { ClipTowerShape } from './model-presets.js';
 
+/** Initialisation and shape details of one linear layer. */
+export interface LinearOptions {
+  /** Standard deviation of the random weight. */
+  readonly std: number;
+  /** Whether an Add of a (zero-initialised) bias follows; CLIP's projections have none. */
+  readonly bias: boolean;
+}
+
 /** A linear layer as exporters write it: MatMul by a [in, out] weight, then Add of the bias. */
-export function addLinear(
-  g: OnnxGraphBuilder,
-  prefix: string,
-  x: string,
-  inFeatures: number,
-  outFeatures: number,
-  options: { readonly std: number; readonly bias: boolean },
-): string {
+export function addLinear(g: OnnxGraphBuilder, prefix: string, x: string, inFeatures: number, outFeatures: number, options: LinearOptions): string {
   const weight = g.randomWeight(`${prefix}.weight`, [inFeatures, outFeatures], options.std);
   const product = g.op('MatMul', [x, weight]);
   if (!options.bias) return product;

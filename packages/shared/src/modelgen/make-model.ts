@@ -1,12 +1,12 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { ConfigError, ModelError, NotFoundError } from '../errors.js';
+import { ConfigError, ModelError, NotFoundError, StorageError, VecmillError } from '../errors.js';
 import { clipConfigFiles } from './clip-config-files.js';
 import { buildClipTextGraph } from './clip-text-graph.js';
-import { describeClipTokenizer } from './clip-tokenizer-info.js';
+import { describeClipTokenizer, type ClipTokenizerInfo } from './clip-tokenizer-info.js';
 import { buildClipVisionGraph } from './clip-vision-graph.js';
 import { toFp16Graph } from './fp16-graph.js';
-import { MODEL_PRESETS } from './model-presets.js';
+import { MODEL_PRESETS, type ClipPresetShape } from './model-presets.js';
 import type { GraphSpec } from './onnx-graph-builder.js';
 import { writeOnnxModel } from './onnx-model-writer.js';
 import { toQ8Graph } from './quantize-graph.js';
@@ -70,14 +70,32 @@ export async function makeModel(options: MakeModelOptions): Promise<MakeModelRes
   const tokenizerSource = options.tokenizerPath ?? 'generated tokenizer';
   const tokenizer = describeClipTokenizer(parseTokenizer(tokenizerBytes, tokenizerSource), tokenizerSource);
 
+  try {
+    return await writeModelFolder(options.outDir, { preset: options.preset, seed, shape, variants, tokenizer, tokenizerBytes });
+  } catch (err) {
+    if (err instanceof VecmillError) throw err;
+    throw new StorageError(`cannot write model folder ${options.outDir} (${(err as Error).message}): check that it is a writable folder with free space`, { dir: options.outDir }, { cause: err });
+  }
+}
+
+interface ModelFolderContents {
+  readonly preset: ModelPreset;
+  readonly seed: number;
+  readonly shape: ClipPresetShape;
+  readonly variants: readonly ModelVariant[];
+  readonly tokenizer: ClipTokenizerInfo;
+  readonly tokenizerBytes: Uint8Array;
+}
+
+async function writeModelFolder(outDir: string, contents: ModelFolderContents): Promise<MakeModelResult> {
+  const { preset, seed, shape, variants, tokenizer, tokenizerBytes } = contents;
   const files: string[] = [];
-  await mkdir(join(options.outDir, 'onnx'), { recursive: true });
-  const configs = clipConfigFiles({ preset: options.preset, seed, shape, tokenizer });
-  for (const [name, json] of Object.entries(configs)) {
-    await writeFileAtomic(join(options.outDir, name), `${JSON.stringify(json, null, 2)}\n`);
+  await mkdir(join(outDir, 'onnx'), { recursive: true });
+  for (const [name, json] of Object.entries(clipConfigFiles({ preset, seed, shape, tokenizer }))) {
+    await writeFileAtomic(join(outDir, name), `${JSON.stringify(json, null, 2)}\n`);
     files.push(name);
   }
-  await writeFileAtomic(join(options.outDir, 'tokenizer.json'), tokenizerBytes);
+  await writeFileAtomic(join(outDir, 'tokenizer.json'), tokenizerBytes);
   files.push('tokenizer.json');
 
   const textGraph = buildClipTextGraph({ shape, vocabSize: tokenizer.vocabSize, seed });
@@ -90,14 +108,14 @@ export async function makeModel(options: MakeModelOptions): Promise<MakeModelRes
     const { suffix, transform } = VARIANTS[variant];
     for (const { name, tower, graph } of towers) {
       const file = posix.join('onnx', `${name}${suffix}.onnx`);
-      await writeOnnxModel(join(options.outDir, file), transform(graph), {
+      await writeOnnxModel(join(outDir, file), transform(graph), {
         opsetVersion: OPSET_VERSION,
-        docString: `CLIP ${tower} encoder with seeded random weights, not a trained model (vecmill make-model: preset ${options.preset}, seed ${seed}, variant ${variant})`,
+        docString: `CLIP ${tower} encoder with seeded random weights, not a trained model (vecmill make-model: preset ${preset}, seed ${seed}, variant ${variant})`,
       });
       files.push(file);
     }
   }
-  return { outDir: options.outDir, files, textParams: textGraph.parameterCount, visionParams: visionGraph.parameterCount };
+  return { outDir, files, textParams: textGraph.parameterCount, visionParams: visionGraph.parameterCount };
 }
 
 function checkPreset(preset: string): ModelPreset {

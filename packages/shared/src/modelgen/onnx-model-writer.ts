@@ -33,14 +33,14 @@ const GRAPH_INITIALIZER_TAG = (5 << 3) | 2;
 const TENSOR_RAW_DATA_TAG = (9 << 3) | 2;
 
 /**
- * Writes a GraphSpec as a single-file ONNX model at `path` and returns its size in bytes.
+ * Writes a GraphSpec as a single-file ONNX model at `path`.
  *
  * protobufjs would need the whole model (600 MB for ViT-B/32 plus a copy) in memory to encode it,
  * so only the small parts go through onnx-proto; initializers are framed by hand and streamed one
  * at a time, which is valid protobuf because repeated fields may be written in any order and
  * concatenated. The file appears under its final name only once complete (write, then rename).
  */
-export async function writeOnnxModel(path: string, graph: GraphSpec, header: OnnxModelHeader): Promise<number> {
+export async function writeOnnxModel(path: string, graph: GraphSpec, header: OnnxModelHeader): Promise<void> {
   const modelHead = onnx.ModelProto.encode({
     irVersion: 8,
     producerName: 'vecmill',
@@ -70,7 +70,6 @@ export async function writeOnnxModel(path: string, graph: GraphSpec, header: Onn
     }
     await file.close();
     await rename(tmpPath, path);
-    return modelHead.length + lengthDelimitedSize(graphLength);
   } catch (err) {
     await file.close().catch(() => undefined);
     await rm(tmpPath, { force: true });

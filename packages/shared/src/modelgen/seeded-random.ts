@@ -20,19 +20,11 @@ export class SeededRandom {
     return new SeededRandom(Math.imul(hash ^ (hash >>> 16), 0x45d9f3b));
   }
 
-  /** The next 32-bit unsigned value (mulberry32: one multiply-xorshift round per draw). */
-  nextUint32(): number {
-    this.state = (this.state + 0x6d2b79f5) | 0;
-    let t = Math.imul(this.state ^ (this.state >>> 15), 1 | this.state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return (t ^ (t >>> 14)) >>> 0;
-  }
-
   /**
    * Fills `out` with approximately normal values of mean 0 and the given standard deviation.
-   * Each value is the sum of the four bytes of one 32-bit draw (Irwin-Hall), rescaled: one draw
-   * per value keeps 150M values to about two seconds, and the tails are bounded (about 3.5 sigma),
-   * which is harmless for weights and keeps int8 quantization scales tight.
+   * Each value is the sum of the four bytes of one 32-bit mulberry32 draw (Irwin-Hall), rescaled:
+   * one draw per value keeps 150M values to about two seconds, and the tails are bounded (about
+   * 3.5 sigma), which is harmless for weights and keeps int8 quantization scales tight.
    */
   fillNormal(out: Float32Array, std: number): void {
     // Four bytes each uniform on 0..255: mean 4 * 127.5 = 510, std sqrt(4 * (256^2 - 1) / 12).
