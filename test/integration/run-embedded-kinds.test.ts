@@ -40,6 +40,23 @@ describe('vecmill run on every input kind, float16 output and bad rows', () => {
     });
   }
 
+  it('trimming and length-grouping text gives the same embeddings as padding to 77', async () => {
+    await makeDataset({ path: join(dir, 'captions.tsv'), rows: 100, kind: 'text', seed: 21 });
+    const lines = readFileSync(join(dir, 'captions.tsv'), 'utf8').trimEnd().split('\n');
+    writeFileSync(join(dir, 'captions.tsv'), `${lines.map((l, i) => (i % 3 === 0 ? `${l} ${'and more words '.repeat(i % 7)}` : l)).join('\n')}\n`);
+    const embed = async (out: string, extra: string[]) => {
+      const r = await runEmbedded(runConfig(['--input', join(dir, 'captions.tsv'), '--model', model, '--output', join(dir, out), '--batch-size', '4', ...extra]), () => undefined);
+      return (await readParts(new LocalStore(join(dir, out)), r.manifest)).flatMap((t) => Array.from({ length: t.numRows }, (_, i) => t.row(i).textEmbedding!));
+    };
+    const trimmed = await embed('out-trim', []);
+    const padded = await embed('out-pad77', ['--no-trim-text']);
+    assert.equal(trimmed.length, 100);
+    trimmed.forEach((v, i) => {
+      const diff = Math.max(...v.map((x, j) => Math.abs(x - padded[i]![j]!)));
+      assert.ok(diff <= 1e-5, `row ${i} differs by ${diff}`);
+    });
+  });
+
   it('stores float16 embeddings when asked, in Parquet and as <f2 npy', async () => {
     await makeDataset({ path: join(dir, 'f16.tsv'), rows: 30, kind: 'pairs', seed: 4, imageSize: 40 });
     const out = join(dir, 'out-f16');

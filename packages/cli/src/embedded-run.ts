@@ -5,9 +5,9 @@ import { StorageError, describeError } from '@vecmill/shared/errors';
 import type { Manifest } from '@vecmill/shared/manifest';
 import { ClipTokenizer } from '@vecmill/shared/model/clip-tokenizer';
 import { detectProviderAvailability, planExecutionProviders } from '@vecmill/shared/model/execution-provider';
-import { parsePreprocessSpec } from '@vecmill/shared/model/image-preprocess';
 import { loadModelFolder } from '@vecmill/shared/model/model-folder';
 import { OnnxEmbedder } from '@vecmill/shared/model/onnx-embedder';
+import { PreprocessPool } from '@vecmill/shared/model/preprocess-pool';
 import { resolveModelDir } from '@vecmill/shared/model/resolve-model';
 import { LocalQueue } from '@vecmill/shared/queue/local-queue';
 import type { RunEventSink } from '@vecmill/shared/queue/run-events';
@@ -59,7 +59,6 @@ export async function runEmbedded(config: RunConfig, events: RunEventSink, cwd =
   const modelDir = await resolveModelDir({ spec: config.model, dtype: config.dtype, needs, cacheDir: config.env.cacheDir, s3: config.env.s3, cwd });
   const model = await loadModelFolder(modelDir, config.dtype, needs);
   const tokenizer = needs.text ? new ClipTokenizer(model.tokenizerJson, model.tokenizerConfig, { contextLength: model.config.contextLength }) : undefined;
-  const preprocess = needs.image ? parsePreprocessSpec(model.preprocessorConfig) : undefined;
   const providerPlan = planExecutionProviders(config.device, await detectProviderAvailability());
   if (providerPlan.warning !== undefined) events({ type: 'warning', message: providerPlan.warning });
 
@@ -96,6 +95,9 @@ export async function runEmbedded(config: RunConfig, events: RunEventSink, cwd =
   const splitBytes = (s: RunPlan['splits'][number]): number => s.end - s.start;
   events({ type: 'run-start', runId: plan.runId, splits: plan.splits.length, pending: pending.length, bytes: pending.reduce((a, s) => a + splitBytes(s), 0) });
 
+  const images = needs.image
+    ? new PreprocessPool(model.preprocessorConfig, { maxPixels: plan.settings.maxPixels, fastDecode: plan.settings.fastDecode }, config.decodeThreads)
+    : undefined;
   const embedder = await OnnxEmbedder.open(model, {
     plan: providerPlan,
     intraOpThreads: config.threads,
@@ -109,8 +111,8 @@ export async function runEmbedded(config: RunConfig, events: RunEventSink, cwd =
       output,
       embedder,
       tokenizer,
-      preprocess,
-      decodeConcurrency: config.env.decodeConcurrency,
+      images,
+      decodeConcurrency: 2 * config.decodeThreads,
     });
     let computed = 0;
     const manifest = await new LocalQueue({ concurrency: config.concurrency }).runFlow(
@@ -126,6 +128,7 @@ export async function runEmbedded(config: RunConfig, events: RunEventSink, cwd =
     return { runId: plan.runId, manifest, outputUri, alreadyPublished: false, resumed, splitsComputed: computed, splitsReused: plan.splits.length - computed };
   } finally {
     await embedder.close();
+    await images?.close();
   }
 }
 

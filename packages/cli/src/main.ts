@@ -20,6 +20,7 @@ const commands: Readonly<Record<string, { run: (argv: readonly string[]) => Prom
   --dtype          fp32|fp16|q8: which ONNX files to load (default fp32)
   --device         cpu|cuda|auto (default cpu)
   --threads        onnxruntime intra-op threads (default: all cores)
+  --decode-threads image decode + resize threads (default: all cores)
   --out-dtype      float32|float16 for stored embeddings (default float32)
   --formats        extra outputs: npy,tsv (default parquet,npy)
   --no-normalize   keep raw embeddings (default: L2-normalized)

@@ -24,8 +24,6 @@ export interface EnvSettings {
   readonly cacheDir: string;
   /** Whether stderr is a terminal (decides progress bar versus JSON lines). */
   readonly isTty: boolean;
-  /** Images decoded at once: libuv's pool size, where sharp does its work. */
-  readonly decodeConcurrency: number;
 }
 
 /** `vecmill run`: the embedded mode. */
@@ -47,6 +45,8 @@ export interface RunConfig {
   readonly trimText: boolean;
   readonly device: DeviceRequest;
   readonly threads: number;
+  /** Image preprocessing threads (decode + exact resize), default: all cores. */
+  readonly decodeThreads: number;
   readonly progress: 'bar' | 'json';
   readonly runId: string | undefined;
   readonly env: EnvSettings;
@@ -82,6 +82,7 @@ const runOptions = {
   'no-trim-text': { type: 'boolean' },
   device: { type: 'string' },
   threads: { type: 'string' },
+  'decode-threads': { type: 'string' },
   progress: { type: 'string' },
   'run-id': { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
@@ -110,6 +111,7 @@ export function loadRunConfig(argv: readonly string[], env: NodeJS.ProcessEnv = 
     trimText: v['no-trim-text'] !== true,
     device: v.device === undefined ? runDefaults.device : oneOf(v.device, ['cpu', 'cuda', 'auto'] as const, '--device'),
     threads: v.threads === undefined ? availableParallelism() : positiveInt(v.threads, '--threads'),
+    decodeThreads: v['decode-threads'] === undefined ? availableParallelism() : positiveInt(v['decode-threads'], '--decode-threads'),
     progress: v.progress === undefined ? (envSettings.isTty ? 'bar' : 'json') : oneOf(v.progress, ['bar', 'json'] as const, '--progress'),
     runId: v['run-id'],
     env: envSettings,
@@ -184,7 +186,6 @@ export function loadEnvSettings(env: NodeJS.ProcessEnv = process.env): EnvSettin
     hfToken: env['HF_TOKEN'] ?? env['HUGGING_FACE_HUB_TOKEN'],
     cacheDir: env['VECMILL_CACHE'] ?? join(env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'vecmill'),
     isTty: process.stderr.isTTY === true && env['CI'] === undefined,
-    decodeConcurrency: Math.max(1, Number(env['UV_THREADPOOL_SIZE'] ?? 4) || 4),
   };
 }
 

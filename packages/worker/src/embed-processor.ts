@@ -3,9 +3,9 @@ import { randomUUID } from 'node:crypto';
 import { InputError, RowError, type RowErrorReason } from '@vecmill/shared/errors';
 import { EmbeddingTableBuilder, type RowFailure } from '@vecmill/shared/formats/embedding-table';
 import { writeParquet } from '@vecmill/shared/formats/parquet-io';
-import type { ClipTokenizer } from '@vecmill/shared/model/clip-tokenizer';
+import type { ClipTokenizer, TokenBatch } from '@vecmill/shared/model/clip-tokenizer';
 import { l2NormalizeRows, type Embedder } from '@vecmill/shared/model/embedder';
-import { preprocessImageInto, type PreprocessSpec } from '@vecmill/shared/model/image-preprocess';
+import type { ImagePreprocessor } from '@vecmill/shared/model/image-preprocessor';
 import type { PlannedInput, RunPlan } from '@vecmill/shared/run-plan';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
 import { readSplitLines, type SplitLine } from '@vecmill/shared/tsv/line-reader';
@@ -21,9 +21,9 @@ export interface EmbedProcessorDeps {
   readonly embedder: Embedder;
   /** Present when the input has text. */
   readonly tokenizer: ClipTokenizer | undefined;
-  /** Present when the input has images. */
-  readonly preprocess: PreprocessSpec | undefined;
-  /** Images decoded at once; sized to libuv's pool, where sharp works. */
+  /** Present when the input has images; a thread pool in production, so decoding never blocks the event loop. */
+  readonly images: ImagePreprocessor | undefined;
+  /** Images in flight at once: enough to keep every preprocessing thread busy. */
   readonly decodeConcurrency: number;
 }
 
@@ -49,8 +49,8 @@ interface PreparedBatch {
   readonly offset: number[];
   readonly text: (string | null)[];
   readonly errors: (RowFailure | null)[];
-  readonly textRows: number[];
-  readonly tokens: ReturnType<ClipTokenizer['encodeBatch']> | undefined;
+  /** Text model calls: rows grouped by token length, so each call pads as little as possible. */
+  readonly textGroups: { readonly rows: number[]; readonly tokens: TokenBatch }[];
   readonly imageRows: number[];
   readonly pixels: Float32Array | undefined;
 }
@@ -68,12 +68,15 @@ interface SplitCounts {
  * Rows that cannot be embedded become error rows; only storage and model failures throw.
  */
 export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: number, hooks?: EmbedHooks) => Promise<EmbedResult> {
-  const { plan, embedder, tokenizer, preprocess } = deps;
+  const { plan, embedder, tokenizer } = deps;
+  const preprocess = deps.images?.spec;
   const settings = plan.settings;
   const dims = embedder.dims;
   const padTo = settings.trimText && embedder.textInput.dynamic ? undefined : (embedder.textInput.fixedLength ?? tokenizer?.contextLength);
   const pixelsPerImage = preprocess === undefined ? 0 : 3 * preprocess.outHeight * preprocess.outWidth;
-  const decodeOptions = { maxPixels: settings.maxPixels, fastDecode: settings.fastDecode };
+  // Text-only inputs read several batches at once and sort them by token length, so each model
+  // call pads to a near-uniform length; with images the window stays one batch to bound memory.
+  const windowBatches = preprocess === undefined && padTo === undefined ? 8 : 1;
 
   return async function processSplit(splitIndex, hooks = {}) {
     const split = plan.splits[splitIndex];
@@ -103,7 +106,7 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
     for (;;) {
       const t0 = performance.now();
       const batch: SplitLine[] = [];
-      while (batch.length < settings.batchSize) {
+      while (batch.length < settings.batchSize * windowBatches) {
         const next = await lines.next();
         if (next.done === true) break;
         batch.push(next.value);
@@ -138,7 +141,7 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
   };
 
   async function prepareBatch(lines: readonly SplitLine[], firstLine: number, timings: Record<keyof StageTimings, number>): Promise<PreparedBatch> {
-    const b: PreparedBatch = { lineIndex: [], offset: [], text: [], errors: [], textRows: [], tokens: undefined, imageRows: [], pixels: undefined };
+    const b: PreparedBatch = { lineIndex: [], offset: [], text: [], errors: [], textGroups: [], imageRows: [], pixels: undefined };
     const texts: string[] = [];
     const images: Buffer[] = [];
     const imageRows: number[] = [];
@@ -167,12 +170,13 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
 
     let pixels: Float32Array | undefined;
     const decodedRows: number[] = [];
-    if (images.length > 0 && preprocess !== undefined) {
+    if (images.length > 0 && deps.images !== undefined) {
+      const pool = deps.images;
       const t0 = performance.now();
       const buffer = new Float32Array(images.length * pixelsPerImage);
       const okSlots = await mapLimit(images, deps.decodeConcurrency, async (bytes, slot) => {
         try {
-          await preprocessImageInto(bytes, preprocess, decodeOptions, buffer, slot * pixelsPerImage);
+          await pool.preprocessInto(bytes, buffer, slot * pixelsPerImage);
           return true;
         } catch (err) {
           const reason: RowErrorReason = err instanceof RowError ? err.reason : 'corrupt_image';
@@ -192,48 +196,57 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
     }
 
     const t1 = performance.now();
-    const textRows: number[] = [];
-    const keepTexts: string[] = [];
+    const textGroups: { rows: number[]; tokens: TokenBatch }[] = [];
     if (tokenizer !== undefined) {
+      const encoded: { row: number; ids: number[] }[] = [];
       b.errors.forEach((e, r) => {
-        if (e !== null) return;
-        textRows.push(r);
-        keepTexts.push(b.text[r] ?? '');
+        if (e === null) encoded.push({ row: r, ids: tokenizer.encode(b.text[r] ?? '') });
       });
+      if (padTo === undefined) encoded.sort((x, y) => x.ids.length - y.ids.length);
+      for (let i = 0; i < encoded.length; i += settings.batchSize) {
+        const group = encoded.slice(i, i + settings.batchSize);
+        textGroups.push({ rows: group.map((g) => g.row), tokens: tokenizer.packBatch(group.map((g) => g.ids), padTo) });
+      }
     }
-    const tokens = tokenizer !== undefined && keepTexts.length > 0 ? tokenizer.encodeBatch(keepTexts, padTo) : undefined;
     timings.tokenize += performance.now() - t1;
-    return { ...b, textRows, tokens, imageRows: decodedRows, pixels };
+    return { ...b, textGroups, imageRows: decodedRows, pixels };
   }
 
   /** Runs both towers for a batch and lays the vectors out row by row, as the table builder takes them. */
   async function infer(batch: PreparedBatch, timings: Record<keyof StageTimings, number>) {
     const t0 = performance.now();
-    const [textOut, imageOut] = await Promise.all([
-      batch.tokens === undefined ? undefined : embedder.embedText(batch.tokens),
-      batch.pixels === undefined || preprocess === undefined
-        ? undefined
-        : embedder.embedImages(copyOwned(batch.pixels), batch.imageRows.length, preprocess.outHeight, preprocess.outWidth),
-    ]);
-    timings.infer += performance.now() - t0;
     const n = batch.lineIndex.length;
+    const imageCalls: Promise<Float32Array>[] = [];
+    if (batch.pixels !== undefined && preprocess !== undefined) {
+      const per = pixelsPerImage;
+      for (let i = 0; i < batch.imageRows.length; i += settings.batchSize) {
+        const count = Math.min(settings.batchSize, batch.imageRows.length - i);
+        const whole = count === batch.imageRows.length && batch.pixels.byteOffset === 0 && batch.pixels.byteLength === batch.pixels.buffer.byteLength;
+        const pixels = whole ? batch.pixels : batch.pixels.slice(i * per, (i + count) * per);
+        imageCalls.push(embedder.embedImages(pixels, count, preprocess.outHeight, preprocess.outWidth));
+      }
+    }
+    const textCalls = batch.textGroups.map((g) => embedder.embedText(g.tokens));
+    const [textOuts, imageOuts] = await Promise.all([Promise.all(textCalls), Promise.all(imageCalls)]);
+    timings.infer += performance.now() - t0;
+    const textEmbedding = new Float32Array(n * dims);
+    batch.textGroups.forEach((g, k) => scatter(textOuts[k] as Float32Array, g.rows, textEmbedding));
+    const imageEmbedding = new Float32Array(n * dims);
+    imageOuts.forEach((out, k) => scatter(out, batch.imageRows.slice(k * settings.batchSize, (k + 1) * settings.batchSize), imageEmbedding));
     return {
       lineIndex: batch.lineIndex,
       offset: batch.offset,
       text: batch.text,
       errors: batch.errors,
-      ...(tokenizer !== undefined ? { textEmbedding: scatter(textOut, batch.textRows, n) } : {}),
-      ...(preprocess !== undefined ? { imageEmbedding: scatter(imageOut, batch.imageRows, n) } : {}),
+      ...(tokenizer !== undefined ? { textEmbedding } : {}),
+      ...(preprocess !== undefined ? { imageEmbedding } : {}),
     };
   }
 
-  /** Places model rows at their batch rows (`n * dims`, zeros elsewhere), normalizing when asked. */
-  function scatter(values: Float32Array | undefined, rows: readonly number[], n: number): Float32Array {
-    const out = new Float32Array(n * dims);
-    if (values === undefined) return out;
+  /** Places model rows at their batch rows in `out` (`n * dims`), normalizing when asked. */
+  function scatter(values: Float32Array, rows: readonly number[], out: Float32Array): void {
     if (settings.normalize) l2NormalizeRows(values, dims);
     rows.forEach((r, j) => out.set(values.subarray(j * dims, (j + 1) * dims), r * dims));
-    return out;
   }
 }
 
@@ -244,11 +257,6 @@ function count(counts: SplitCounts, errors: readonly (RowFailure | null)[]): voi
     if (e === null) counts.ok++;
     else counts.failedByReason[e.reason] = (counts.failedByReason[e.reason] ?? 0) + 1;
   }
-}
-
-/** A transferable copy when the array is a view into a larger buffer (transfer moves whole buffers). */
-function copyOwned(a: Float32Array): Float32Array {
-  return a.byteOffset === 0 && a.byteLength === a.buffer.byteLength ? a : a.slice();
 }
 
 /** Runs `fn` over `items` with at most `limit` in flight; results keep the input order. */

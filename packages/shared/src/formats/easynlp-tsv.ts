@@ -28,7 +28,7 @@ export function formatFloat32(value: number): string {
   };
   // Nine significant digits always identify a float32, so the search cannot fail.
   let best = attempt(8);
-  if (best === undefined) return numpyLayout(value, value.toExponential(8));
+  if (best === undefined) return numpyLayout(value, evenTie(value, value.toExponential(8), 9));
   let digits = 8;
   while (digits > 1) {
     const shorter = attempt(digits - 1);
@@ -39,15 +39,25 @@ export function formatFloat32(value: number): string {
   return numpyLayout(value, evenTie(value, best, digits));
 }
 
+/** Exact powers of ten (literals, unlike a computed `10 ** k`) for the tie pre-check. */
+const POW10 = Array.from({ length: 23 }, (_, k) => Number(`1e${k}`));
+
 /**
  * toExponential rounds an exact tie away from zero; numpy's Dragon4 rounds it to an even last
  * digit. Both read back as the same float32, but matching numpy keeps files byte-identical. A
  * tie means the value is exactly its `digits` shortest digits plus a trailing 5, which only an
- * odd rounded digit can hide (the even alternative is the truncation, one lower).
+ * odd rounded digit can hide (the even alternative is the truncation, one lower). Ties are rare,
+ * so a cheap float64 test (scaling by an exact power of ten gives an integer ending in 5) rules
+ * out almost every value before any string work.
  */
 function evenTie(value: number, rounded: string, digits: number): string {
   const e = rounded.indexOf('e');
   if ((rounded.charCodeAt(e - 1) - 48) % 2 === 0) return rounded;
+  // Beyond 10^±22 a float32 has far more than nine exact decimal digits, so it cannot be a tie.
+  const scale = digits - Number(rounded.slice(e + 1));
+  if (scale > 22 || scale < -22) return rounded;
+  const scaled = scale >= 0 ? Math.abs(value) * POW10[scale]! : Math.abs(value) / POW10[-scale]!;
+  if (!Number.isInteger(scaled) || scaled % 10 !== 5) return rounded;
   const precise = value.toExponential(digits);
   const pe = precise.indexOf('e');
   if (precise[pe - 1] !== '5' || Number(precise) !== value) return rounded;

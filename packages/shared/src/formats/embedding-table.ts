@@ -90,7 +90,8 @@ export const COLUMNS = {
   splitIndex: 'split_index',
   lineIndex: 'line_index',
   source: 'source',
-  offset: 'offset',
+  /** Not `offset`, which is a reserved word in SQL: DuckDB users would have to quote it. */
+  offset: 'byte_offset',
   text: 'text',
   textEmbedding: 'text_embedding',
   imageEmbedding: 'image_embedding',
@@ -206,7 +207,7 @@ class EmbeddingColumnBuffer {
  *
  * - `row_index` int64, null in shards (see `EmbeddedRow.rowIndex`)
  * - `split_index` int32, `line_index` int32
- * - `source` dictionary<int32, utf8> (one value per split), `offset` int64
+ * - `source` dictionary<int32, utf8> (one value per split), `byte_offset` int64
  * - `text` utf8, nullable
  * - `text_embedding` / `image_embedding` fixed_size_list<float32 | float16>[D], nullable,
  *   present only when the input kind has that modality

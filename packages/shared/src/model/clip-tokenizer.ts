@@ -64,13 +64,17 @@ export class ClipTokenizer {
    * undefined (exact for CLIP's causal text tower; several times cheaper on short captions).
    */
   encodeBatch(texts: readonly string[], padTo: number | undefined): TokenBatch {
-    const encoded = texts.map((t) => this.encode(t));
+    return this.packBatch(texts.map((t) => this.encode(t)), padTo);
+  }
+
+  /** Lays out already-encoded captions as one `[batch, seqLen]` tensor, padded as `encodeBatch` does. */
+  packBatch(encoded: readonly (readonly number[])[], padTo: number | undefined): TokenBatch {
     const lengths = encoded.map((e) => e.length);
     const seqLen = padTo ?? Math.max(1, ...lengths);
-    const ids = new BigInt64Array(texts.length * seqLen).fill(BigInt(this.padTokenId));
+    const ids = new BigInt64Array(encoded.length * seqLen).fill(BigInt(this.padTokenId));
     encoded.forEach((row, i) => {
       for (let j = 0; j < row.length && j < seqLen; j++) ids[i * seqLen + j] = BigInt(row[j] ?? this.padTokenId);
     });
-    return { ids, batch: texts.length, seqLen, lengths };
+    return { ids, batch: encoded.length, seqLen, lengths };
   }
 }

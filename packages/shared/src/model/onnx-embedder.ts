@@ -27,31 +27,30 @@ export class OnnxEmbedder implements Embedder {
   readonly hasImage: boolean;
   readonly textInput: TextInputShape;
   readonly device: 'cpu' | 'cuda';
-  private readonly worker: Worker;
+  private readonly sessions: { worker: Worker; pending: number }[];
   private nextId = 0;
-  private readonly pending = new Map<number, { resolve: (v: Float32Array) => void; reject: (e: Error) => void }>();
+  private readonly waiting = new Map<number, { resolve: (v: Float32Array) => void; reject: (e: Error) => void; session: { pending: number } }>();
   private failure: Error | undefined;
 
-  private constructor(worker: Worker, ready: Extract<EmbedThreadMessage, { kind: 'ready' }>, model: ModelFolder) {
-    this.worker = worker;
+  private constructor(workers: readonly Worker[], ready: Extract<EmbedThreadMessage, { kind: 'ready' }>, model: ModelFolder) {
     this.dims = ready.dims > 0 ? ready.dims : model.config.projectionDim;
     this.hasText = model.textModelPath !== undefined;
     this.hasImage = model.visionModelPath !== undefined;
     this.textInput = { dynamic: ready.textSeqDynamic, fixedLength: ready.textSeqFixed };
     this.device = ready.device;
-    worker.on('message', (msg: EmbedThreadMessage) => {
-      if (msg.kind !== 'result' && msg.kind !== 'error') return;
-      const p = this.pending.get(msg.id);
-      if (p === undefined) return;
-      this.pending.delete(msg.id);
-      if (msg.kind === 'result') p.resolve(msg.values);
-      else p.reject(new ModelError(`inference failed: ${msg.message}`));
+    this.sessions = workers.map((worker) => {
+      const session = { worker, pending: 0 };
+      worker.on('message', (msg: EmbedThreadMessage) => this.settle(msg));
+      worker.on('error', (err) => this.fail(err));
+      worker.on('exit', (code) => this.fail(new ModelError(`the inference thread exited (code ${code})`)));
+      return session;
     });
-    worker.on('error', (err) => this.fail(err));
-    worker.on('exit', (code) => this.fail(new ModelError(`the inference thread exited (code ${code})`)));
   }
 
-  /** Starts the inference thread and waits until both sessions are open. */
+  /**
+   * Starts `plan.sessions` inference threads (one on a CPU; several per GPU, so that one
+   * session's host-side work overlaps another's kernels) and waits until every session is open.
+   */
   static async open(model: ModelFolder, options: OnnxEmbedderOptions): Promise<OnnxEmbedder> {
     const init: EmbedThreadInit = {
       textModelPath: model.textModelPath,
@@ -59,23 +58,16 @@ export class OnnxEmbedder implements Embedder {
       providers: options.plan.providers,
       intraOpThreads: options.intraOpThreads,
     };
-    const worker = new Worker(new URL('./embed-thread.js', import.meta.url), { workerData: init });
-    const ready = await new Promise<Extract<EmbedThreadMessage, { kind: 'ready' }>>((resolve, reject) => {
-      const onMessage = (msg: EmbedThreadMessage): void => {
-        if (msg.kind === 'ready') {
-          worker.off('message', onMessage);
-          resolve(msg);
-        } else if (msg.kind === 'init-error') {
-          worker.off('message', onMessage);
-          void worker.terminate();
-          reject(new ModelError(`cannot open the ONNX models in ${model.dir}: ${msg.message}`, { model: model.dir }));
-        }
-      };
-      worker.on('message', onMessage);
-      worker.once('error', (err) => reject(new ModelError(`the inference thread failed to start: ${err.message}`, { model: model.dir }, { cause: err })));
-    });
-    if (ready.fallbackWarning !== undefined) options.onWarning?.(ready.fallbackWarning);
-    return new OnnxEmbedder(worker, ready, model);
+    const started = await Promise.allSettled(Array.from({ length: Math.max(1, options.plan.sessions) }, () => startThread(init, model)));
+    const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    const ok = started.filter((r): r is PromiseFulfilledResult<{ worker: Worker; ready: Extract<EmbedThreadMessage, { kind: 'ready' }> }> => r.status === 'fulfilled');
+    if (failed !== undefined) {
+      await Promise.all(ok.map((r) => r.value.worker.terminate()));
+      throw failed.reason;
+    }
+    const first = ok[0]!.value.ready;
+    if (first.fallbackWarning !== undefined) options.onWarning?.(first.fallbackWarning);
+    return new OnnxEmbedder(ok.map((r) => r.value.worker), first, model);
   }
 
   embedText(tokens: TokenBatch): Promise<Float32Array> {
@@ -89,20 +81,51 @@ export class OnnxEmbedder implements Embedder {
 
   async close(): Promise<void> {
     this.failure ??= new ModelError('the embedder is closed');
-    await this.worker.terminate();
+    await Promise.all(this.sessions.map((s) => s.worker.terminate()));
   }
 
   private request(req: EmbedRequest, transfer: ArrayBuffer[]): Promise<Float32Array> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
+    const session = this.sessions.reduce((a, b) => (b.pending < a.pending ? b : a));
     return new Promise((resolve, reject) => {
-      this.pending.set(req.id, { resolve, reject });
-      this.worker.postMessage(req, transfer);
+      session.pending++;
+      this.waiting.set(req.id, { resolve, reject, session });
+      session.worker.postMessage(req, transfer);
     });
+  }
+
+  private settle(msg: EmbedThreadMessage): void {
+    if (msg.kind !== 'result' && msg.kind !== 'error') return;
+    const w = this.waiting.get(msg.id);
+    if (w === undefined) return;
+    this.waiting.delete(msg.id);
+    w.session.pending--;
+    if (msg.kind === 'result') w.resolve(msg.values);
+    else w.reject(new ModelError(`inference failed: ${msg.message}`));
   }
 
   private fail(err: Error): void {
     this.failure ??= err;
-    for (const p of this.pending.values()) p.reject(err);
-    this.pending.clear();
+    for (const w of this.waiting.values()) w.reject(err);
+    this.waiting.clear();
   }
+}
+
+/** Starts one inference thread and waits for its sessions to open. */
+function startThread(init: EmbedThreadInit, model: ModelFolder): Promise<{ worker: Worker; ready: Extract<EmbedThreadMessage, { kind: 'ready' }> }> {
+  const worker = new Worker(new URL('./embed-thread.js', import.meta.url), { workerData: init });
+  return new Promise((resolve, reject) => {
+    const onMessage = (msg: EmbedThreadMessage): void => {
+      if (msg.kind === 'ready') {
+        worker.off('message', onMessage);
+        resolve({ worker, ready: msg });
+      } else if (msg.kind === 'init-error') {
+        worker.off('message', onMessage);
+        void worker.terminate();
+        reject(new ModelError(`cannot open the ONNX models in ${model.dir}: ${msg.message}`, { model: model.dir }));
+      }
+    };
+    worker.on('message', onMessage);
+    worker.once('error', (err) => reject(new ModelError(`the inference thread failed to start: ${err.message}`, { model: model.dir }, { cause: err })));
+  });
 }

@@ -1,0 +1,128 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import { makeTempDir } from './tmp.js';
+
+/** How the test Redis is started. */
+export interface RedisServerOptions {
+  /** Append-only file on (survives `restart`, as a production Redis should). Default false. */
+  readonly appendonly?: boolean;
+  /** maxmemory-policy (default noeviction, what vecmill requires). */
+  readonly maxmemoryPolicy?: string;
+  /** `requirepass`: clients must send this password. */
+  readonly password?: string;
+}
+
+/** A redis-server child process on a free port of 127.0.0.1, with its data in a temp folder. */
+export interface RedisTestServer {
+  readonly port: number;
+  /** `redis://127.0.0.1:PORT` (with the password when one was set). */
+  readonly url: string;
+  /** A connected client for assertions (closed by `stop`). */
+  client(): Promise<Redis>;
+  /** Stops the server with SIGTERM and starts it again on the same port (with AOF on, the data survives). */
+  restart(): Promise<void>;
+  /** SIGKILLs the server (a crash); `start` brings it back on the same port. */
+  kill(): Promise<void>;
+  start(): Promise<void>;
+  /** Stops the server and deletes its folder. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+/** True when `redis-server` is on PATH; tests skip with a message otherwise. */
+export function redisSkipReason(): string | false {
+  const found = (process.env['PATH'] ?? '').split(':').some((d) => d !== '' && existsSync(join(d, 'redis-server')));
+  return found ? false : 'skipped: redis-server is not installed (apt-get install redis-server)';
+}
+
+/** Starts redis-server; call `stop()` in `after`. */
+export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisTestServer> {
+  const tmp = await makeTempDir('redis');
+  const port = await freePort();
+  const auth = options.password !== undefined ? `:${encodeURIComponent(options.password)}@` : '';
+  const url = `redis://${auth}127.0.0.1:${port}`;
+  const args = [
+    '--port', String(port),
+    '--bind', '127.0.0.1',
+    '--dir', tmp.dir,
+    '--save', '',
+    '--appendonly', options.appendonly === true ? 'yes' : 'no',
+    '--appendfsync', 'always',
+    '--maxmemory-policy', options.maxmemoryPolicy ?? 'noeviction',
+    ...(options.password !== undefined ? ['--requirepass', options.password] : []),
+  ];
+  let child: ChildProcess | undefined;
+  const clients: Redis[] = [];
+  const start = async (): Promise<void> => {
+    child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'inherit'] });
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const probe = new Redis({ host: '127.0.0.1', port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, ...(options.password !== undefined ? { password: options.password } : {}) });
+      probe.on('error', () => undefined);
+      try {
+        await probe.connect();
+        const loading = (await probe.info('persistence')).includes('loading:1');
+        probe.disconnect();
+        if (!loading) return;
+      } catch {
+        probe.disconnect();
+      }
+      if (Date.now() > deadline) throw new Error(`redis-server did not start on port ${port}`);
+      await sleep(50);
+    }
+  };
+  const exited = (): Promise<void> =>
+    new Promise((resolve) => {
+      if (child === undefined || child.exitCode !== null || child.signalCode !== null) resolve();
+      else child.once('exit', () => resolve());
+    });
+  await start();
+  let stopped: Promise<void> | undefined;
+  return {
+    port,
+    url,
+    async client() {
+      const c = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: null, ...(options.password !== undefined ? { password: options.password } : {}) });
+      c.on('error', () => undefined);
+      clients.push(c);
+      return c;
+    },
+    async restart() {
+      const done = exited();
+      child?.kill('SIGTERM');
+      await done;
+      await start();
+    },
+    async kill() {
+      const done = exited();
+      child?.kill('SIGKILL');
+      await done;
+    },
+    start,
+    stop() {
+      stopped ??= (async () => {
+        for (const c of clients) c.disconnect();
+        const done = exited();
+        child?.kill('SIGKILL');
+        await done;
+        await tmp.cleanup();
+      })();
+      return stopped;
+    },
+  };
+}
+
+/** A port nobody listens on right now (the OS picks it). */
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}

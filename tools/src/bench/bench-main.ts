@@ -1,0 +1,207 @@
+/**
+ * `npm run bench`: throughput, memory and event-loop figures on the ViT-B/32-shaped generated
+ * model and real photographs. Prints a table and writes bench/results.json. Nothing here is
+ * asserted: the README records what it measured and on which machine.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism, cpus, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { loadRunConfig, tuneThreadPool } from '@vecmill/shared/config';
+import { makeDataset } from '@vecmill/shared/datagen/make-dataset';
+import { EmbeddingTableBuilder } from '@vecmill/shared/formats/embedding-table';
+import { writeParquet } from '@vecmill/shared/formats/parquet-io';
+import { ClipTokenizer } from '@vecmill/shared/model/clip-tokenizer';
+import { detectProviderAvailability, planExecutionProviders } from '@vecmill/shared/model/execution-provider';
+import { loadModelFolder, type ModelDtype } from '@vecmill/shared/model/model-folder';
+import { OnnxEmbedder } from '@vecmill/shared/model/onnx-embedder';
+import { PreprocessPool } from '@vecmill/shared/model/preprocess-pool';
+import { makeModel } from '@vecmill/shared/modelgen/make-model';
+import { runEmbedded } from 'vecmill/embedded-run';
+import { benchPhotos, captionOfLength, writePairsTsv } from './bench-data.js';
+
+tuneThreadPool();
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const work = join(root, 'bench', '.work');
+const fixtures = existsSync(join(root, '..', 'shared', 'fixtures', 'README.md')) ? join(root, '..', 'shared', 'fixtures') : undefined;
+const threads = availableParallelism();
+const batch = 32;
+const quick = process.argv.includes('--quick');
+const pairsRows = quick ? 64 : 256;
+
+interface Row {
+  readonly name: string;
+  readonly value: string;
+  readonly note: string;
+}
+const table: Row[] = [];
+const results: Record<string, unknown> = {};
+function record(key: string, name: string, value: number, unit: string, note = ''): void {
+  results[key] = value;
+  table.push({ name, value: `${value.toFixed(unit === 'x' || unit === '' ? 3 : 1)} ${unit}`.trim(), note });
+  process.stderr.write(`  ${name}: ${value.toFixed(3)} ${unit} ${note}\n`);
+}
+
+async function ensureModel(): Promise<string> {
+  const dir = join(work, 'model-vit-b-32');
+  if (!existsSync(join(dir, 'onnx', 'vision_model_quantized.onnx'))) {
+    process.stderr.write('generating the vit-b-32 model (about 10 s)…\n');
+    const tokenizer = fixtures === undefined ? undefined : join(fixtures, 'clip-tokenizer', 'tokenizer.json');
+    await makeModel({ preset: 'vit-b-32', outDir: dir, seed: 7, ...(tokenizer !== undefined ? { tokenizerPath: tokenizer } : {}) });
+  }
+  return dir;
+}
+
+async function timeIt(fn: () => Promise<void>, minRuns = 3): Promise<number> {
+  await fn();
+  const t0 = performance.now();
+  for (let i = 0; i < minRuns; i++) await fn();
+  return (performance.now() - t0) / 1000 / minRuns;
+}
+
+function cosineRows(a: Float32Array, b: Float32Array, d: number): number {
+  let worst = 1;
+  for (let o = 0; o < a.length; o += d) {
+    let dot = 0;
+    let na = 0;
+    let nb = 0;
+    for (let j = 0; j < d; j++) {
+      dot += a[o + j]! * b[o + j]!;
+      na += a[o + j]! ** 2;
+      nb += b[o + j]! ** 2;
+    }
+    worst = Math.min(worst, dot / Math.sqrt(na * nb));
+  }
+  return worst;
+}
+
+async function openEmbedder(modelDir: string, dtype: ModelDtype) {
+  const model = await loadModelFolder(modelDir, dtype, { text: true, image: true });
+  const plan = planExecutionProviders('cpu', await detectProviderAvailability());
+  return { model, embedder: await OnnxEmbedder.open(model, { plan, intraOpThreads: threads }) };
+}
+
+async function main(): Promise<void> {
+  await mkdir(work, { recursive: true });
+  const modelDir = await ensureModel();
+  const { source, photos } = await benchPhotos(fixtures);
+  process.stderr.write(`photos: ${source}\n`);
+  const { model, embedder } = await openEmbedder(modelDir, 'fp32');
+  const tokenizer = new ClipTokenizer(model.tokenizerJson, model.tokenizerConfig, { contextLength: model.config.contextLength });
+  const pool = new PreprocessPool(model.preprocessorConfig, { maxPixels: 50_000_000, fastDecode: false }, threads);
+  const spec = pool.spec;
+  const per = 3 * spec.outHeight * spec.outWidth;
+  const pixels = new Float32Array(batch * per);
+  await Promise.all(Array.from({ length: batch }, (_, i) => pool.preprocessInto(photos[i % photos.length]!.bytes, pixels, i * per)));
+  const captions = Array.from({ length: batch }, (_, r) => captionOfLength(photos[r % photos.length]!.caption, r));
+
+  process.stderr.write('model-only ceiling…\n');
+  const ids77 = tokenizer.encodeBatch(captions, 77);
+  const tImage = await timeIt(async () => void (await embedder.embedImages(pixels.slice(), batch, spec.outHeight, spec.outWidth)));
+  const tText77 = await timeIt(async () => void (await embedder.embedText(ids77)));
+  const ceiling = batch / (tImage + tText77);
+  record('model_ceiling_pairs_per_s', 'model-only ceiling (text padded to 77)', ceiling, 'pairs/s', `batch ${batch}, ${threads} threads`);
+  record('vision_images_per_s_fp32', 'vision tower fp32', batch / tImage, 'images/s');
+
+  const trimmed = tokenizer.encodeBatch(captions, undefined);
+  const tTextTrim = await timeIt(async () => void (await embedder.embedText(trimmed)));
+  record('text_captions_per_s_77', 'text tower, padded to 77', batch / tText77, 'captions/s', `captions of ${Math.min(...trimmed.lengths)}-${Math.max(...trimmed.lengths)} tokens`);
+  record('text_captions_per_s_trimmed', 'text tower, trimmed to the batch', batch / tTextTrim, 'captions/s', `padded to ${trimmed.seqLen}`);
+  record('text_trim_speedup', 'trim speed-up', tText77 / tTextTrim, 'x');
+
+  process.stderr.write('decode-only…\n');
+  const decodeImages = 4 * batch;
+  const scratch = new Float32Array(decodeImages * per);
+  const tDecode = await timeIt(async () => {
+    await Promise.all(Array.from({ length: decodeImages }, (_, i) => pool.preprocessInto(photos[i % photos.length]!.bytes, scratch, i * per)));
+  }, 2);
+  record('decode_images_per_s', 'decode + exact resize only', decodeImages / tDecode, 'images/s', `${threads} threads`);
+  const fastPool = new PreprocessPool(model.preprocessorConfig, { maxPixels: 50_000_000, fastDecode: true }, threads);
+  const fastPixels = new Float32Array(decodeImages * per);
+  const tFast = await timeIt(async () => {
+    await Promise.all(Array.from({ length: decodeImages }, (_, i) => fastPool.preprocessInto(photos[i % photos.length]!.bytes, fastPixels, i * per)));
+  }, 2);
+  await fastPool.close();
+  record('fast_decode_speedup', '--fast-decode speed-up', tDecode / tFast, 'x');
+  const exactEmb = await embedder.embedImages(scratch.slice(0, batch * per), batch, spec.outHeight, spec.outWidth);
+  const fastEmb = await embedder.embedImages(fastPixels.slice(0, batch * per), batch, spec.outHeight, spec.outWidth);
+  record('fast_decode_min_cosine', '--fast-decode min cosine to exact', cosineRows(exactEmb, fastEmb, embedder.dims), '');
+
+  process.stderr.write('q8…\n');
+  const fp32Vision = await embedder.embedImages(pixels.slice(), batch, spec.outHeight, spec.outWidth);
+  const fp32Text = await embedder.embedText(ids77);
+  await embedder.close();
+  const q8 = await openEmbedder(modelDir, 'q8');
+  const tImageQ8 = await timeIt(async () => void (await q8.embedder.embedImages(pixels.slice(), batch, spec.outHeight, spec.outWidth)));
+  record('vision_images_per_s_q8', 'vision tower q8', batch / tImageQ8, 'images/s');
+  record('q8_vision_speedup', 'q8 vision speed-up over fp32', tImage / tImageQ8, 'x');
+  record('q8_vision_min_cosine', 'q8 vision min cosine to fp32', cosineRows(fp32Vision, await q8.embedder.embedImages(pixels.slice(), batch, spec.outHeight, spec.outWidth), q8.embedder.dims), '');
+  record('q8_text_min_cosine', 'q8 text min cosine to fp32', cosineRows(fp32Text, await q8.embedder.embedText(ids77), q8.embedder.dims), '');
+  await q8.embedder.close();
+  await pool.close();
+
+  process.stderr.write(`end to end: ${pairsRows} pairs with vecmill run…\n`);
+  const tsv = join(work, 'pairs.tsv');
+  await writePairsTsv(tsv, photos, pairsRows);
+  const out = join(work, 'out-e2e');
+  await rm(out, { recursive: true, force: true });
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
+  const t0 = performance.now();
+  const run = await runEmbedded(loadRunConfig(['--input', tsv, '--model', modelDir, '--output', out, '--progress', 'json']), () => undefined);
+  const e2eSecs = (performance.now() - t0) / 1000;
+  loop.disable();
+  record('e2e_pairs_per_s', 'end to end, vecmill run defaults', pairsRows / e2eSecs, 'pairs/s', `${run.manifest.rows.ok} ok rows, TSV to published output`);
+  record('e2e_over_ceiling', 'end to end / model-only ceiling', pairsRows / e2eSecs / ceiling, 'x', 'goal >= 0.9');
+  record('max_event_loop_delay_ms', 'longest event-loop delay during the run', loop.max / 1e6, 'ms', 'goal < 100');
+  record('e2e_peak_rss_mib', 'peak RSS (this process)', (process.resourceUsage().maxRSS * 1024) / 2 ** 20, 'MiB');
+  results['e2e_stage_ms'] = run.manifest.timings;
+
+  process.stderr.write('writers…\n');
+  for (const dtype of ['float32', 'float16'] as const) {
+    const rows = 20_000;
+    const d = 512;
+    const values = new Float32Array(rows * d).map((_, i) => Math.sin(i));
+    const t1 = performance.now();
+    const b = new EmbeddingTableBuilder({ dims: d, outDtype: dtype, hasText: true, hasImage: true, expectedRows: rows });
+    b.appendBatch({ splitIndex: 0, source: 'x', lineIndex: Int32Array.from({ length: rows }, (_, i) => i), offset: Float64Array.from({ length: rows }, (_, i) => i * 100), text: Array.from({ length: rows }, (_, i) => `caption ${i}`), textEmbedding: values, imageEmbedding: values });
+    const bytes = writeParquet(b.build());
+    const secs = (performance.now() - t1) / 1000;
+    record(`shard_writer_rows_per_s_${dtype}`, `shard writer (${dtype}, 512 dims, both towers)`, rows / secs, 'rows/s', `${(bytes.byteLength / 2 ** 20).toFixed(1)} MiB`);
+  }
+  record('merge_ms', 'merger on the end-to-end run', run.manifest.timings.merge, 'ms', `${run.manifest.splits} split(s)`);
+
+  if (!quick) {
+    process.stderr.write('memory flatness: 1 GB and 4 GB inputs with the tiny model…\n');
+    const tiny = join(work, 'model-tiny');
+    if (!existsSync(join(tiny, 'config.json'))) await makeModel({ preset: 'tiny', outDir: tiny, seed: 42 });
+    const rss: number[] = [];
+    for (const gb of [1, 4]) {
+      const path = join(work, `mem-${gb}gb.tsv`);
+      await makeDataset({ path, rows: 330 * gb, kind: 'pairs', imageSize: 1024, noise: 255, imageFormat: 'png', distinctImages: 4, seed: 5 });
+      const r = spawnSync(process.execPath, [join(root, 'test', 'dist', 'support', 'measure-run.js'), '--input', path, '--model', tiny, '--output', join(work, `mem-out-${gb}`), '--progress', 'json'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+      await rm(path, { force: true });
+      await rm(join(work, `mem-out-${gb}`), { recursive: true, force: true });
+      if (r.status !== 0) throw new Error(`memory run failed: ${r.stderr.slice(-500)}`);
+      const m = JSON.parse(r.stdout.trim().split('\n').pop() as string) as { maxRssBytes: number };
+      rss.push(m.maxRssBytes / 2 ** 20);
+      record(`peak_rss_${gb}gb_mib`, `peak RSS, ${gb} GB pairs input (tiny model)`, m.maxRssBytes / 2 ** 20, 'MiB');
+    }
+    record('rss_4gb_over_1gb', 'peak RSS 4 GB / 1 GB', rss[1]! / rss[0]!, 'x', 'goal within 10%');
+  }
+
+  const machine = `${cpus()[0]?.model ?? 'unknown CPU'}, ${threads} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
+  const doc = { date: new Date().toISOString(), machine, photos: source, batch, threads, results };
+  await mkdir(join(root, 'bench'), { recursive: true });
+  await writeFile(join(root, 'bench', 'results.json'), `${JSON.stringify(doc, null, 2)}\n`);
+  process.stdout.write(`\nvecmill bench — ${doc.date}\n${machine}\nvit-b-32-shaped generated model; ${source}\n\n`);
+  process.stdout.write(`| measure | value | note |\n|---|---|---|\n${table.map((r) => `| ${r.name} | ${r.value} | ${r.note} |`).join('\n')}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exitCode = 1;
+});
