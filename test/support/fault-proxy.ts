@@ -15,8 +15,8 @@ import type { AddressInfo, Socket } from 'node:net';
  *    answer reaches the client (a PUT that landed but looks failed: the case that makes retried
  *    non-idempotent requests interesting).
  *  - `dropMidBody`: the server's answer starts, half its body is delivered, then the connection
- *    is dropped. Only chosen for answers with a body of at least `minBodyToDrop` bytes (ranged
- *    reads, object downloads); other requests pass.
+ *    is dropped. Only GETs are chosen, and only answers with a body of at least `minBodyToDrop`
+ *    bytes are cut (ranged reads, object downloads, long error bodies); shorter ones pass whole.
  */
 export type FaultKind = 'error500' | 'slowDown503' | 'reset' | 'lostResponse' | 'dropMidBody';
 
@@ -110,10 +110,12 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
   const draw = (req: ProxiedRequest): FaultKind | undefined => {
     const roll = random();
     if (!enabled || (options.eligible !== undefined && !options.eligible(req))) return undefined;
+    // Only GET answers carry a body worth cutting (HEAD, PUT, POST and DELETE answers are empty or tiny).
+    const kinds = req.method === 'GET' ? rates : rates.filter(([kind]) => kind !== 'dropMidBody');
     const identity = `${req.method} ${req.url} ${String(req.headers.range ?? '')}`;
     if ((faultsPerRequest.get(identity) ?? 0) >= maxFaults) return undefined;
     let acc = 0;
-    for (const [kind, rate] of rates) {
+    for (const [kind, rate] of kinds) {
       acc += rate;
       if (roll < acc) {
         faultsPerRequest.set(identity, (faultsPerRequest.get(identity) ?? 0) + 1);
@@ -154,6 +156,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
           answer.pipe(res);
           return;
         }
+        record('dropMidBody', req);
         const cut = Math.floor(length / 2);
         let sent = 0;
         answer.on('data', (chunk: Buffer) => {
@@ -178,9 +181,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
     req.on('error', () => undefined);
     res.on('error', () => undefined);
     const proxied: ProxiedRequest = { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers };
-    let fault = draw(proxied);
-    // dropMidBody needs an answer with a body; HEAD, PUT, POST and DELETE answers have none worth cutting.
-    if (fault === 'dropMidBody' && proxied.method !== 'GET') fault = undefined;
+    const fault = draw(proxied);
     if (fault !== undefined && fault !== 'dropMidBody') record(fault, req);
     switch (fault) {
       case 'error500':
@@ -191,10 +192,6 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
         return;
       case 'reset':
         req.socket.destroy();
-        return;
-      case 'dropMidBody':
-        record(fault, req);
-        forward(req, res, fault);
         return;
       default:
         forward(req, res, fault);

@@ -12,6 +12,7 @@ const request = (attempt: string, data: string): ShardCommitRequest => ({
   data: Buffer.from(data),
   rowsIn: 3,
   rowsOk: 2,
+  rowsReused: 0,
   failedByReason: { bad_base64: 1 },
   timings,
   worker: 'test',

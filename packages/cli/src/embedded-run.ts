@@ -18,6 +18,7 @@ import { createObjectOpener } from '@vecmill/shared/storage/open-object';
 import { openStore, resolveInputs } from '@vecmill/shared/storage/open-store';
 import { createEmbedProcessor } from '@vecmill/worker/embed-processor';
 import { mergeRun, readManifestIfPublished } from '@vecmill/worker/merge-processor';
+import { ReuseIndex } from '@vecmill/worker/reuse-index';
 import { readShardMarker } from '@vecmill/worker/shard-commit';
 
 /** What an embedded run did: the published manifest and how much work this invocation did. */
@@ -88,7 +89,9 @@ export async function runEmbedded(config: RunConfig, events: RunEventSink, cwd =
       formats: config.formats,
     },
     runId: config.runId,
+    ...(config.reuse !== undefined ? { reuse: formatLocation(parseLocation(config.reuse, cwd)) } : {}),
   });
+  const reuse = plan.reuse === undefined ? undefined : await ReuseIndex.open(openStore(parseLocation(plan.reuse, cwd), config.env.s3), plan);
 
   const pending: RunPlan['splits'][number][] = [];
   for (const split of plan.splits) if ((await readShardMarker(output, split.index)) === undefined) pending.push(split);
@@ -113,6 +116,7 @@ export async function runEmbedded(config: RunConfig, events: RunEventSink, cwd =
       tokenizer,
       images,
       decodeConcurrency: 2 * config.decodeThreads,
+      ...(reuse !== undefined ? { reuse } : {}),
     });
     let computed = 0;
     const manifest = await new LocalQueue({ concurrency: config.concurrency }).runFlow(

@@ -29,7 +29,8 @@ const commands: Readonly<Record<string, { run: (argv: readonly string[]) => Prom
   --max-pixels     refuse images declaring more pixels (default 50000000)
   --max-line-bytes lines longer than this become error rows (default 64MiB)
   --progress       bar|json (default: bar on a terminal)
-  --run-id         name the run (default: a time-based id)`,
+  --run-id         name the run (default: a time-based id)
+  --reuse OUTPUT   copy embeddings of unchanged rows (same content hash) from a previous output`,
   },
   'make-model': {
     run: makeModelCommand,

@@ -7,7 +7,7 @@ export function summarizeManifest(m: Manifest, outputUri: string): string {
     .map(([r, n]) => `${r} ${n}`)
     .join(', ');
   const lines = [
-    `run ${m.runId}: ${m.rows.in} rows in, ${m.rows.ok} ok, ${m.rows.failed} failed${reasons === '' ? '' : ` (${reasons})`}`,
+    `run ${m.runId}: ${m.rows.in} rows in, ${m.rows.ok} ok (${m.rows.computed} computed, ${m.rows.reused} reused), ${m.rows.failed} failed${reasons === '' ? '' : ` (${reasons})`}`,
     `model ${m.model.location} (${m.model.dtype}, ${m.dims} dims, fingerprint ${m.model.fingerprint.id.slice(0, 12)}), kind ${m.settings.kind}, ${m.dtype}${m.normalized ? ', L2-normalized' : ''}`,
     `${m.files.length} files in ${outputUri}:`,
   ];

@@ -25,6 +25,8 @@ export interface PlanRunOptions {
   readonly model: PlannedModel;
   readonly settings: EmbedSettings;
   readonly runId: string | undefined;
+  /** Previous output to reuse embeddings from (`--reuse`), recorded so every worker sees it. */
+  readonly reuse?: string;
 }
 
 /** The plan and whether it continues an earlier attempt at the same run. */
@@ -72,6 +74,7 @@ export async function planRun(options: PlanRunOptions): Promise<PlanRunResult> {
     splitSize: options.splitSize,
     model: options.model,
     settings,
+    reuse: options.reuse,
   };
   const created = await options.output.putIfAbsent(outputKeys.plan, Buffer.from(JSON.stringify(plan, null, 1)));
   if (!created) return planRun(options);

@@ -49,6 +49,8 @@ export interface RunConfig {
   readonly decodeThreads: number;
   readonly progress: 'bar' | 'json';
   readonly runId: string | undefined;
+  /** A previous published output whose embeddings are reused for unchanged rows. */
+  readonly reuse: string | undefined;
   readonly env: EnvSettings;
 }
 
@@ -85,6 +87,7 @@ const runOptions = {
   'decode-threads': { type: 'string' },
   progress: { type: 'string' },
   'run-id': { type: 'string' },
+  reuse: { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
 
 /** Parses `vecmill run` flags. */
@@ -114,6 +117,7 @@ export function loadRunConfig(argv: readonly string[], env: NodeJS.ProcessEnv = 
     decodeThreads: v['decode-threads'] === undefined ? availableParallelism() : positiveInt(v['decode-threads'], '--decode-threads'),
     progress: v.progress === undefined ? (envSettings.isTty ? 'bar' : 'json') : oneOf(v.progress, ['bar', 'json'] as const, '--progress'),
     runId: v['run-id'],
+    reuse: v.reuse,
     env: envSettings,
   };
 }

@@ -34,9 +34,14 @@ export interface Manifest {
     readonly in: number;
     readonly ok: number;
     readonly failed: number;
+    /** Ok rows copied from the `--reuse` output rather than computed. */
+    readonly reused: number;
+    readonly computed: number;
     readonly failedByReason: Readonly<Record<string, number>>;
   };
   readonly splits: number;
+  /** The `--reuse` output, when one was given. */
+  readonly reusedFrom: string | undefined;
   readonly files: readonly ManifestFile[];
   /** Summed stage milliseconds over all splits (CPU-parallel work adds up), plus merge wall time. */
   readonly timings: {

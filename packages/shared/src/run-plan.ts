@@ -68,6 +68,8 @@ export interface RunPlan {
   readonly splitSize: number;
   readonly model: PlannedModel;
   readonly settings: EmbedSettings;
+  /** `--reuse`: a previous published output whose embeddings are copied for unchanged content. */
+  readonly reuse: string | undefined;
 }
 
 /** Keys inside the output location. One place, so the worker, merger and `inspect` agree. */

@@ -1,5 +1,5 @@
+import { createHash, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { randomUUID } from 'node:crypto';
 import { InputError, RowError, type RowErrorReason } from '@vecmill/shared/errors';
 import { EmbeddingTableBuilder, type RowFailure } from '@vecmill/shared/formats/embedding-table';
 import { writeParquet } from '@vecmill/shared/formats/parquet-io';
@@ -10,6 +10,7 @@ import type { PlannedInput, RunPlan } from '@vecmill/shared/run-plan';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
 import { readSplitLines, type SplitLine } from '@vecmill/shared/tsv/line-reader';
 import { parseRow } from '@vecmill/shared/tsv/row-parser';
+import type { ReuseLookup } from './reuse-index.js';
 import { commitShard, readShardMarker, type ShardMarker, type StageTimings } from './shard-commit.js';
 
 /** The ports an embed processor works through; wiring differs between `run`, `worker` and tests. */
@@ -25,6 +26,8 @@ export interface EmbedProcessorDeps {
   readonly images: ImagePreprocessor | undefined;
   /** Images in flight at once: enough to keep every preprocessing thread busy. */
   readonly decodeConcurrency: number;
+  /** `--reuse`: embeddings of an earlier run, found by content hash. */
+  readonly reuse?: ReuseLookup;
 }
 
 /** Hooks a queue passes in to report progress and to stop a doomed attempt early. */
@@ -53,12 +56,18 @@ interface PreparedBatch {
   readonly textGroups: { readonly rows: number[]; readonly tokens: TokenBatch }[];
   readonly imageRows: number[];
   readonly pixels: Float32Array | undefined;
+  readonly textSha256: (Uint8Array | null)[];
+  readonly imageSha256: (Uint8Array | null)[];
+  /** Embeddings found in the `--reuse` output, by batch row: these rows skip that tower. */
+  readonly reusedText: Map<number, Float32Array>;
+  readonly reusedImage: Map<number, Float32Array>;
 }
 
 /** Rows and failures of a split so far. */
 interface SplitCounts {
   rows: number;
   ok: number;
+  reused: number;
   failedByReason: Record<string, number>;
 }
 
@@ -97,7 +106,7 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
 
     const timings: Record<keyof StageTimings, number> = { read: 0, decode: 0, tokenize: 0, infer: 0, write: 0 };
     const builder = new EmbeddingTableBuilder({ dims, outDtype: settings.outDtype, hasText: tokenizer !== undefined, hasImage: preprocess !== undefined });
-    const counts: SplitCounts = { rows: 0, ok: 0, failedByReason: {} };
+    const counts: SplitCounts = { rows: 0, ok: 0, reused: 0, failedByReason: {} };
     const splitRange = { index: split.index, key, etag: input.etag, start: split.start, end: split.end, objectSize: input.size };
     const lines = readSplitLines(store, splitRange, { maxLineBytes: settings.maxLineBytes })[Symbol.asyncIterator]();
 
@@ -118,7 +127,7 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
       if (inflight !== undefined) await inflight;
       inflight = infer(prepared, timings).then((embedded) => {
         builder.appendBatch({ splitIndex, source: input.uri, ...embedded });
-        count(counts, prepared.errors);
+        count(counts, prepared);
         hooks.onProgress?.(counts.rows);
       });
     }
@@ -133,6 +142,7 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
       data,
       rowsIn: counts.rows,
       rowsOk: counts.ok,
+      rowsReused: counts.reused,
       failedByReason: counts.failedByReason,
       timings: () => ({ ...timings, write: performance.now() - tw }),
       worker: `${hostname()}:${process.pid}`,
@@ -141,13 +151,26 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
   };
 
   async function prepareBatch(lines: readonly SplitLine[], firstLine: number, timings: Record<keyof StageTimings, number>): Promise<PreparedBatch> {
-    const b: PreparedBatch = { lineIndex: [], offset: [], text: [], errors: [], textGroups: [], imageRows: [], pixels: undefined };
-    const texts: string[] = [];
+    const b: PreparedBatch = {
+      lineIndex: [],
+      offset: [],
+      text: [],
+      errors: [],
+      textGroups: [],
+      imageRows: [],
+      pixels: undefined,
+      textSha256: [],
+      imageSha256: [],
+      reusedText: new Map(),
+      reusedImage: new Map(),
+    };
     const images: Buffer[] = [];
     const imageRows: number[] = [];
     lines.forEach((line, r) => {
       b.lineIndex.push(firstLine + r);
       b.offset.push(line.offset);
+      b.textSha256.push(null);
+      b.imageSha256.push(null);
       if (line.tooLong === true) {
         b.text.push(null);
         b.errors.push({ reason: 'line_too_long', message: `line is longer than --max-line-bytes ${settings.maxLineBytes}` });
@@ -161,12 +184,14 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
       }
       b.text.push(parsed.text ?? null);
       b.errors.push(null);
+      if (parsed.text !== undefined && tokenizer !== undefined) b.textSha256[r] = sha256(Buffer.from(parsed.text, 'utf8'));
       if (parsed.image !== undefined) {
+        b.imageSha256[r] = sha256(parsed.image);
         imageRows.push(r);
         images.push(parsed.image);
       }
-      if (parsed.text !== undefined) texts.push(parsed.text);
     });
+    if (deps.reuse !== undefined) await findReused(deps.reuse, b, imageRows, images);
 
     let pixels: Float32Array | undefined;
     const decodedRows: number[] = [];
@@ -200,7 +225,7 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
     if (tokenizer !== undefined) {
       const encoded: { row: number; ids: number[] }[] = [];
       b.errors.forEach((e, r) => {
-        if (e === null) encoded.push({ row: r, ids: tokenizer.encode(b.text[r] ?? '') });
+        if (e === null && !b.reusedText.has(r)) encoded.push({ row: r, ids: tokenizer.encode(b.text[r] ?? '') });
       });
       if (padTo === undefined) encoded.sort((x, y) => x.ids.length - y.ids.length);
       for (let i = 0; i < encoded.length; i += settings.batchSize) {
@@ -233,7 +258,11 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
     batch.textGroups.forEach((g, k) => scatter(textOuts[k] as Float32Array, g.rows, textEmbedding));
     const imageEmbedding = new Float32Array(n * dims);
     imageOuts.forEach((out, k) => scatter(out, batch.imageRows.slice(k * settings.batchSize, (k + 1) * settings.batchSize), imageEmbedding));
+    for (const [r, v] of batch.reusedText) textEmbedding.set(v, r * dims);
+    for (const [r, v] of batch.reusedImage) imageEmbedding.set(v, r * dims);
     return {
+      textSha256: batch.textSha256,
+      imageSha256: batch.imageSha256,
       lineIndex: batch.lineIndex,
       offset: batch.offset,
       text: batch.text,
@@ -250,13 +279,48 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
   }
 }
 
-/** Adds a batch's rows to the split's counts. */
-function count(counts: SplitCounts, errors: readonly (RowFailure | null)[]): void {
-  for (const e of errors) {
+/** Adds a batch's rows to the split's counts; a row is reused when no tower ran for it. */
+function count(counts: SplitCounts, batch: PreparedBatch): void {
+  batch.errors.forEach((e, r) => {
     counts.rows++;
-    if (e === null) counts.ok++;
-    else counts.failedByReason[e.reason] = (counts.failedByReason[e.reason] ?? 0) + 1;
+    if (e !== null) {
+      counts.failedByReason[e.reason] = (counts.failedByReason[e.reason] ?? 0) + 1;
+      return;
+    }
+    counts.ok++;
+    const textDone = batch.textSha256[r] === null || batch.reusedText.has(r);
+    const imageDone = batch.imageSha256[r] === null || batch.reusedImage.has(r);
+    if (textDone && imageDone && (batch.reusedText.has(r) || batch.reusedImage.has(r))) counts.reused++;
+  });
+}
+
+/**
+ * Looks every hashed row up in the previous output; reused images are dropped from `images`
+ * (and `imageRows`) so they are never decoded.
+ */
+async function findReused(reuse: ReuseLookup, b: PreparedBatch, imageRows: number[], images: Buffer[]): Promise<void> {
+  for (let r = 0; r < b.errors.length; r++) {
+    const th = b.textSha256[r];
+    if (th !== null && th !== undefined) {
+      const v = await reuse.find('text', th);
+      if (v !== undefined) b.reusedText.set(r, v);
+    }
+    const ih = b.imageSha256[r];
+    if (ih !== null && ih !== undefined) {
+      const v = await reuse.find('image', ih);
+      if (v !== undefined) b.reusedImage.set(r, v);
+    }
   }
+  for (let k = imageRows.length - 1; k >= 0; k--) {
+    if (b.reusedImage.has(imageRows[k] as number)) {
+      imageRows.splice(k, 1);
+      images.splice(k, 1);
+    }
+  }
+}
+
+function sha256(bytes: Uint8Array): Uint8Array {
+  return createHash('sha256').update(bytes).digest();
 }
 
 /** Runs `fn` over `items` with at most `limit` in flight; results keep the input order. */

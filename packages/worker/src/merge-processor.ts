@@ -49,7 +49,7 @@ export async function mergeRun(deps: MergeDeps): Promise<Manifest> {
   const width = Math.max(5, String(plan.splits.length).length);
   const files: ManifestFile[] = [];
   const errors: ErrorRows = { rowIndex: [], source: [], offset: [], text: [], reason: [], message: [] };
-  const totals = { in: 0, ok: 0, failed: 0, failedByReason: {} as Record<string, number> };
+  const totals = { in: 0, ok: 0, failed: 0, reused: 0, failedByReason: {} as Record<string, number> };
   const timings = { read: 0, decode: 0, tokenize: 0, infer: 0, write: 0, merge: 0 };
   let dims = plan.model.dims;
   let part = 0;
@@ -59,6 +59,7 @@ export async function mergeRun(deps: MergeDeps): Promise<Manifest> {
     for (const k of Object.keys(timings) as (keyof typeof timings)[]) if (k !== 'merge') timings[k] += marker.timings[k];
     totals.in += marker.rowsIn;
     totals.ok += marker.rowsOk;
+    totals.reused += marker.rowsReused;
     totals.failed += marker.rowsFailed;
     for (const [r, n] of Object.entries(marker.failedByReason)) totals.failedByReason[r] = (totals.failedByReason[r] ?? 0) + n;
     if (marker.rowsIn === 0) continue;
@@ -117,8 +118,9 @@ export async function mergeRun(deps: MergeDeps): Promise<Manifest> {
     dims,
     dtype: plan.settings.outDtype,
     normalized: plan.settings.normalize,
-    rows: { in: totals.in, ok: totals.ok, failed: totals.failed, failedByReason: totals.failedByReason },
+    rows: { in: totals.in, ok: totals.ok, failed: totals.failed, reused: totals.reused, computed: totals.ok - totals.reused, failedByReason: totals.failedByReason },
     splits: plan.splits.length,
+    reusedFrom: plan.reuse,
     files,
     timings: roundAll(timings),
   };

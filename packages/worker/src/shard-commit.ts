@@ -25,6 +25,8 @@ export interface ShardMarker {
   readonly bytes: number;
   readonly rowsIn: number;
   readonly rowsOk: number;
+  /** Ok rows whose every embedding was copied from the `--reuse` output. */
+  readonly rowsReused: number;
   readonly rowsFailed: number;
   readonly failedByReason: Readonly<Record<string, number>>;
   readonly timings: StageTimings;
@@ -41,6 +43,7 @@ export interface ShardCommitRequest {
   readonly data: Uint8Array;
   readonly rowsIn: number;
   readonly rowsOk: number;
+  readonly rowsReused: number;
   readonly failedByReason: Readonly<Record<string, number>>;
   /** Called after the data is stored, so the write stage includes the upload. */
   readonly timings: () => StageTimings;
@@ -68,6 +71,7 @@ export async function commitShard(store: ObjectStore, req: ShardCommitRequest): 
     bytes: req.data.byteLength,
     rowsIn: req.rowsIn,
     rowsOk: req.rowsOk,
+    rowsReused: req.rowsReused,
     rowsFailed,
     failedByReason: req.failedByReason,
     timings: req.timings(),

@@ -80,6 +80,12 @@ export interface EmbeddedBatch {
    */
   readonly textEmbedding?: Float32Array | Uint16Array;
   readonly imageEmbedding?: Float32Array | Uint16Array;
+  /**
+   * sha256 of each row's caption (UTF-8) / decoded image bytes, null where the row has none:
+   * content identity for `--reuse`, independent of where a row sits in which file.
+   */
+  readonly textSha256?: readonly (Uint8Array | null)[];
+  readonly imageSha256?: readonly (Uint8Array | null)[];
   /** Failure per row (null/undefined for ok rows); omitted when every row is ok. */
   readonly errors?: readonly (RowFailure | null | undefined)[];
 }
@@ -95,6 +101,8 @@ export const COLUMNS = {
   text: 'text',
   textEmbedding: 'text_embedding',
   imageEmbedding: 'image_embedding',
+  textSha256: 'text_sha256',
+  imageSha256: 'image_sha256',
   status: 'status',
   errorReason: 'error_reason',
   errorMessage: 'error_message',
@@ -201,6 +209,47 @@ class EmbeddingColumnBuffer {
   }
 }
 
+/** A growable nullable FixedSizeBinary(32) column of content hashes. */
+class HashColumnBuffer {
+  private values: Uint8Array;
+  private validity: Uint8Array;
+  private nullCount = 0;
+
+  constructor(capacity: number) {
+    this.values = new Uint8Array(capacity * 32);
+    this.validity = new Uint8Array(Math.ceil(capacity / 8));
+  }
+
+  grow(capacity: number): void {
+    const values = new Uint8Array(capacity * 32);
+    values.set(this.values);
+    this.values = values;
+    const validity = new Uint8Array(Math.ceil(capacity / 8));
+    validity.set(this.validity);
+    this.validity = validity;
+  }
+
+  put(row: number, hash: Uint8Array | null | undefined): void {
+    if (hash === null || hash === undefined) {
+      this.nullCount++;
+      return;
+    }
+    if (hash.length !== 32) throw internal(`a sha256 has 32 bytes, got ${hash.length}`);
+    this.values.set(hash, row * 32);
+    this.validity[row >> 3]! |= 1 << (row & 7);
+  }
+
+  toData(length: number): arrow.Data<arrow.FixedSizeBinary> {
+    return arrow.makeData({
+      type: new arrow.FixedSizeBinary(32),
+      length,
+      nullCount: this.nullCount,
+      nullBitmap: this.nullCount === 0 ? null : this.validity.subarray(0, Math.ceil(length / 8)),
+      data: this.values.subarray(0, length * 32),
+    });
+  }
+}
+
 /**
  * Builds one embedding table column by column into preallocated typed arrays, so a shard of
  * 100k rows costs a few large copies instead of 100k small objects. Schema (in this order):
@@ -213,6 +262,7 @@ class EmbeddingColumnBuffer {
  *   present only when the input kind has that modality
  * - `status` dictionary<int8, utf8> (`ok` / `error`)
  * - `error_reason` utf8 nullable, `error_message` utf8 nullable
+ * - `text_sha256` / `image_sha256` fixed_size_binary[32], nullable, with the embedding columns
  */
 export class EmbeddingTableBuilder {
   private capacity: number;
@@ -231,6 +281,8 @@ export class EmbeddingTableBuilder {
   private readonly errorMessage: (string | null)[] = [];
   private readonly textColumn: EmbeddingColumnBuffer | undefined;
   private readonly imageColumn: EmbeddingColumnBuffer | undefined;
+  private readonly textHashes: HashColumnBuffer | undefined;
+  private readonly imageHashes: HashColumnBuffer | undefined;
   private built = false;
 
   constructor(private readonly options: EmbeddingTableOptions) {
@@ -248,6 +300,8 @@ export class EmbeddingTableBuilder {
     this.status = new Int8Array(capacity);
     this.textColumn = options.hasText ? new EmbeddingColumnBuffer(options.dims, options.outDtype, capacity) : undefined;
     this.imageColumn = options.hasImage ? new EmbeddingColumnBuffer(options.dims, options.outDtype, capacity) : undefined;
+    this.textHashes = options.hasText ? new HashColumnBuffer(capacity) : undefined;
+    this.imageHashes = options.hasImage ? new HashColumnBuffer(capacity) : undefined;
   }
 
   /** Rows appended so far. */
@@ -275,6 +329,8 @@ export class EmbeddingTableBuilder {
     this.status = grow(this.status, (n) => new Int8Array(n), capacity);
     this.textColumn?.grow(capacity);
     this.imageColumn?.grow(capacity);
+    this.textHashes?.grow(capacity);
+    this.imageHashes?.grow(capacity);
     this.capacity = capacity;
   }
 
@@ -318,6 +374,8 @@ export class EmbeddingTableBuilder {
       this.lineIndex[row] = batch.lineIndex[r]!;
       this.offset[row] = batch.offset[r]!;
       this.text.push(batch.text?.[r] ?? null);
+      this.textHashes?.put(row, batch.textSha256?.[r]);
+      this.imageHashes?.put(row, batch.imageSha256?.[r]);
       const failure = batch.errors?.[r];
       if (failure === undefined || failure === null) {
         ok[r] = 1;
@@ -364,6 +422,8 @@ export class EmbeddingTableBuilder {
     this.errorMessage.push(row.errorMessage);
     this.textColumn?.putRow(at, row.textEmbedding);
     this.imageColumn?.putRow(at, row.imageEmbedding);
+    this.textHashes?.put(at, null);
+    this.imageHashes?.put(at, null);
     this.length++;
   }
 
@@ -417,6 +477,8 @@ export class EmbeddingTableBuilder {
     );
     columns[COLUMNS.errorReason] = arrow.vectorFromArray(this.errorReason, new arrow.Utf8());
     columns[COLUMNS.errorMessage] = arrow.vectorFromArray(this.errorMessage, new arrow.Utf8());
+    if (this.textHashes !== undefined) columns[COLUMNS.textSha256] = arrow.makeVector(this.textHashes.toData(n));
+    if (this.imageHashes !== undefined) columns[COLUMNS.imageSha256] = arrow.makeVector(this.imageHashes.toData(n));
     return new arrow.Table(columns);
   }
 }
@@ -518,6 +580,16 @@ export class EmbeddingTable {
     if (vector.nullCount === 0) return out.fill(1);
     for (let i = start; i < end; i++) out[i - start] = vector.isValid(i) ? 1 : 0;
     return out;
+  }
+
+  /**
+   * The content hash of row `index` for a modality (32 bytes), or undefined when the row has
+   * none or the table predates hash columns.
+   */
+  contentHash(modality: Modality, index: number): Uint8Array | undefined {
+    const vector = this.table.getChild(modality === 'text' ? COLUMNS.textSha256 : COLUMNS.imageSha256);
+    if (vector === null || !vector.isValid(index)) return undefined;
+    return vector.get(index) as Uint8Array;
   }
 
   /** One row as an object (float16 embeddings widened to float32): for inspection and tests, not bulk paths. */

@@ -1,0 +1,101 @@
+import { InputError, ModelError, RowError } from '../errors.js';
+import type { Modality } from '../formats/embedding-table.js';
+import { ClipTokenizer } from '../model/clip-tokenizer.js';
+import { l2NormalizeRows } from '../model/embedder.js';
+import { detectProviderAvailability, planExecutionProviders, type DeviceRequest } from '../model/execution-provider.js';
+import { InlinePreprocessor } from '../model/image-preprocessor.js';
+import { parsePreprocessSpec } from '../model/image-preprocess.js';
+import { loadModelFolder } from '../model/model-folder.js';
+import { OnnxEmbedder } from '../model/onnx-embedder.js';
+import { resolveModelDir } from '../model/resolve-model.js';
+import { modalities } from '../run-plan.js';
+import type { S3ClientOptions } from '../storage/s3-store.js';
+import type { RetrievalManifest } from './output-reader.js';
+
+/** Where to find the run's model and how to run it for queries. */
+export interface QueryEmbedderOptions {
+  /** Model location; default: the one the manifest records (which may be relative to where the run started). */
+  readonly model?: string;
+  readonly cacheDir: string;
+  readonly s3: S3ClientOptions | undefined;
+  /** Relative model paths resolve against this (default: the current directory). */
+  readonly cwd?: string;
+  /** Default cpu: a handful of queries never pays for a GPU session. */
+  readonly device?: DeviceRequest;
+  /** onnxruntime intra-op threads (default 1: queries are tiny). */
+  readonly threads?: number;
+}
+
+/**
+ * Embeds search queries and label prompts exactly as the run embedded its rows: same model files
+ * (checked against the manifest's fingerprint, so a query is never compared with vectors from
+ * another model), same tokenizer padding, preprocessing and normalization.
+ */
+export class QueryEmbedder {
+  private constructor(
+    private readonly embedder: OnnxEmbedder,
+    private readonly tokenizer: ClipTokenizer | undefined,
+    private readonly images: InlinePreprocessor | undefined,
+    private readonly normalize: boolean,
+    private readonly trimText: boolean,
+  ) {}
+
+  /** Opens only the towers `towers` names; fails with ModelError when the model is not the run's. */
+  static async open(manifest: RetrievalManifest, towers: readonly Modality[], options: QueryEmbedderOptions): Promise<QueryEmbedder> {
+    const spec = options.model ?? manifest.model.location;
+    const dtype = manifest.settings.dtype;
+    // The fingerprint covers the files of every tower the run used, so hash those same files.
+    const runNeeds = modalities(manifest.settings.kind);
+    const lookup = { spec, dtype, needs: runNeeds, cacheDir: options.cacheDir, s3: options.s3, cwd: options.cwd ?? process.cwd() };
+    const folder = await loadModelFolder(await resolveModelDir(lookup), dtype, runNeeds);
+    if (folder.fingerprint.id !== manifest.model.fingerprint.id) {
+      throw new ModelError(
+        `model ${spec} (fingerprint ${folder.fingerprint.id.slice(0, 12)}) is not the model run ${manifest.runId} was embedded with (${manifest.model.fingerprint.id.slice(0, 12)}); pass that run's model with --model`,
+        { model: spec },
+      );
+    }
+    const wantText = towers.includes('text');
+    const wantImage = towers.includes('image');
+    const model = { ...folder, textModelPath: wantText ? folder.textModelPath : undefined, visionModelPath: wantImage ? folder.visionModelPath : undefined };
+    const plan = planExecutionProviders(options.device ?? 'cpu', await detectProviderAvailability());
+    const embedder = await OnnxEmbedder.open(model, { plan, intraOpThreads: options.threads ?? 1 });
+    const tokenizer = wantText ? new ClipTokenizer(folder.tokenizerJson, folder.tokenizerConfig, { contextLength: folder.config.contextLength }) : undefined;
+    const images = wantImage
+      ? new InlinePreprocessor(parsePreprocessSpec(folder.preprocessorConfig), { maxPixels: manifest.settings.maxPixels, fastDecode: manifest.settings.fastDecode })
+      : undefined;
+    return new QueryEmbedder(embedder, tokenizer, images, manifest.settings.normalize, manifest.settings.trimText);
+  }
+
+  get dims(): number {
+    return this.embedder.dims;
+  }
+
+  /** `texts.length × dims` float32 values, row-major. */
+  async embedTexts(texts: readonly string[]): Promise<Float32Array> {
+    if (this.tokenizer === undefined) throw new ModelError('this query embedder was opened without the text tower');
+    const shape = this.embedder.textInput;
+    const padTo = this.trimText && shape.dynamic ? undefined : (shape.fixedLength ?? this.tokenizer.contextLength);
+    const values = await this.embedder.embedText(this.tokenizer.encodeBatch(texts, padTo));
+    return this.normalize ? l2NormalizeRows(values, this.dims) : values;
+  }
+
+  /** One image's embedding; `name` (its file) appears in the error when it cannot be decoded. */
+  async embedImage(bytes: Buffer, name: string): Promise<Float32Array> {
+    if (this.images === undefined) throw new ModelError('this query embedder was opened without the image tower');
+    const { outHeight, outWidth } = this.images.spec;
+    const pixels = new Float32Array(3 * outHeight * outWidth);
+    try {
+      await this.images.preprocessInto(bytes, pixels, 0);
+    } catch (err) {
+      if (err instanceof RowError) throw new InputError(`query image ${name} cannot be used (${err.reason}: ${err.message}); pass a JPEG, PNG, WebP, GIF, TIFF or AVIF file`, { file: name }, { cause: err });
+      throw err;
+    }
+    const values = await this.embedder.embedImages(pixels, 1, outHeight, outWidth);
+    return this.normalize ? l2NormalizeRows(values, this.dims) : values;
+  }
+
+  async close(): Promise<void> {
+    await this.embedder.close();
+    await this.images?.close();
+  }
+}
