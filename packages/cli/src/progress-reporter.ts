@@ -15,6 +15,8 @@ export function createProgressReporter(options: ProgressReporterOptions): RunEve
   const now = options.now ?? Date.now;
   const started = now();
   const inSplit = new Map<number, number>();
+  // JSON logs get at most one progress line per split per second; every other event is logged.
+  const lastLogged = new Map<number, number>();
   let doneRows = 0;
   let failed = 0;
   let totalBytes = 0;
@@ -40,6 +42,12 @@ export function createProgressReporter(options: ProgressReporterOptions): RunEve
 
   const sink = (event: RunEvent): void => {
     if (options.mode === 'json') {
+      if (event.type === 'split-progress') {
+        const t = now();
+        if (t - (lastLogged.get(event.split) ?? 0) < 1000) return;
+        lastLogged.set(event.split, t);
+      }
+      if (event.type === 'split-done') lastLogged.delete(event.split);
       options.write(`${JSON.stringify({ time: new Date(now()).toISOString(), ...event })}\n`);
       return;
     }

@@ -22,15 +22,20 @@ export interface ManifestIndexEntry {
  */
 export type RetrievalManifest = Manifest & { readonly indexes?: readonly ManifestIndexEntry[] };
 
-/** A run of consecutive published rows that have an embedding of one modality. */
-export interface OutputBlock {
+/** Published rows of one part that have every embedding asked for. */
+export interface RowsBlock {
   /** Global row ids (`row_index`), ascending. */
   readonly ids: BigInt64Array;
-  /** `ids.length × dims` values: float32, or float16 bit patterns when the output is float16. */
-  readonly embeddings: Float32Array | Uint16Array;
+  /** Per modality, `ids.length × dims` values: float32, or float16 bit patterns when the output is float16. */
+  readonly vectors: ReadonlyMap<Modality, Float32Array | Uint16Array>;
   readonly captions: readonly (string | null)[];
   readonly sources: readonly string[];
   readonly offsets: readonly number[];
+}
+
+/** A RowsBlock seen through one modality: what search, indexing and evaluation consume. */
+export interface OutputBlock extends RowsBlock {
+  readonly embeddings: Float32Array | Uint16Array;
 }
 
 /** One published row, as search results and exports show it. */
@@ -108,15 +113,22 @@ export class PublishedOutput {
    */
   async *blocks(modality: Modality, options: { readonly requireAll?: boolean } = {}): AsyncGenerator<OutputBlock> {
     this.requireModality(modality);
-    const wanted = options.requireAll === true ? this.modalities : [modality];
+    for await (const block of this.rowBlocks(options.requireAll === true ? this.modalities : [modality])) {
+      yield { ...block, embeddings: block.vectors.get(modality)! };
+    }
+  }
+
+  /** The rows that have an embedding of every one of `modalities`, with all of them, one block per part. */
+  async *rowBlocks(modalities: readonly Modality[]): AsyncGenerator<RowsBlock> {
+    for (const m of modalities) this.requireModality(m);
     for (const part of this.parts) {
       if (part.rows === 0) continue;
       const table = await this.readPart(part.key);
-      const present = wanted.map((m) => table.present(m));
+      const present = modalities.map((m) => table.present(m));
       const keep: number[] = [];
       for (let i = 0; i < table.numRows; i++) if (present.every((p) => p[i] === 1)) keep.push(i);
       if (keep.length === 0) continue;
-      yield blockOf(table, modality, keep);
+      yield blockOf(table, modalities, keep);
     }
   }
 
@@ -151,13 +163,17 @@ export class PublishedOutput {
   }
 }
 
-function blockOf(table: EmbeddingTable, modality: Modality, keep: readonly number[]): OutputBlock {
+function blockOf(table: EmbeddingTable, modalities: readonly Modality[], keep: readonly number[]): RowsBlock {
   const d = table.dims;
-  const all = table.embeddings(modality);
-  let embeddings = all;
-  if (keep.length !== table.numRows) {
-    embeddings = all instanceof Uint16Array ? new Uint16Array(keep.length * d) : new Float32Array(keep.length * d);
-    keep.forEach((r, j) => embeddings.set(all.subarray(r * d, (r + 1) * d), j * d));
+  const vectors = new Map<Modality, Float32Array | Uint16Array>();
+  for (const m of modalities) {
+    const all = table.embeddings(m);
+    let picked = all;
+    if (keep.length !== table.numRows) {
+      picked = all instanceof Uint16Array ? new Uint16Array(keep.length * d) : new Float32Array(keep.length * d);
+      keep.forEach((r, j) => picked.set(all.subarray(r * d, (r + 1) * d), j * d));
+    }
+    vectors.set(m, picked);
   }
   const col = (name: string): { get(i: number): unknown } => table.table.getChild(name)!;
   const ids = col(COLUMNS.rowIndex);
@@ -166,7 +182,7 @@ function blockOf(table: EmbeddingTable, modality: Modality, keep: readonly numbe
   const offset = col(COLUMNS.offset);
   return {
     ids: BigInt64Array.from(keep, (r) => BigInt(ids.get(r) as bigint)),
-    embeddings,
+    vectors,
     captions: keep.map((r) => text.get(r) as string | null),
     sources: keep.map((r) => String(source.get(r))),
     offsets: keep.map((r) => Number(offset.get(r))),
