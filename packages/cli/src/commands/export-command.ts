@@ -1,0 +1,36 @@
+import { parseArgs } from 'node:util';
+import { loadEnvSettings } from '@vecmill/shared/config';
+import { ConfigError } from '@vecmill/shared/errors';
+import { exportToLance } from '@vecmill/shared/retrieval/lancedb-export';
+import { PublishedOutput } from '@vecmill/shared/retrieval/output-reader';
+import { formatLocation, parseLocation } from '@vecmill/shared/storage/location';
+import { openStore } from '@vecmill/shared/storage/open-store';
+
+/** Usage of `vecmill export`, for the command table. */
+export const help = `vecmill export lancedb OUTPUT --db PATH|s3://... --table NAME [--index]
+  Load a published output (ids, captions, source offsets, embeddings) into a LanceDB table.
+  Re-exporting replaces rows by id; one table holds one dataset.
+  --db       LanceDB database folder or s3://bucket/prefix (S3 settings as for runs)
+  --table    table name
+  --index    also build a vector index on each embedding column (IVF-Flat, IVF-PQ from 100k rows)`;
+
+/** `vecmill export lancedb OUTPUT --db ... --table ...`. */
+export async function exportCommand(argv: readonly string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: [...argv],
+    allowPositionals: true,
+    options: { db: { type: 'string' }, table: { type: 'string' }, index: { type: 'boolean' } },
+  });
+  const [target, outputArg] = positionals;
+  if (target !== 'lancedb') throw new ConfigError(`export knows one target, lancedb: vecmill export lancedb OUTPUT --db PATH --table NAME`);
+  if (outputArg === undefined) throw new ConfigError('export needs the output to load: vecmill export lancedb OUTPUT --db PATH --table NAME');
+  if (values.db === undefined) throw new ConfigError('--db is required: a LanceDB folder or s3://bucket/prefix');
+  if (values.table === undefined) throw new ConfigError('--table is required: the LanceDB table to write');
+  const env = loadEnvSettings();
+  const loc = parseLocation(outputArg);
+  const output = await PublishedOutput.open(openStore(loc, env.s3), formatLocation(loc));
+  const result = await exportToLance(output, { db: values.db, table: values.table, index: values.index === true, s3: env.s3 });
+  const indexed = result.indexed.length > 0 ? `; indexed ${result.indexed.join(', ')}` : '';
+  process.stdout.write(`exported ${result.rows} rows of run ${output.manifest.runId} into ${values.db} table ${result.table} (${result.tableRows} rows now)${indexed}\n`);
+  return 0;
+}

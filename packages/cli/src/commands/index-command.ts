@@ -1,0 +1,47 @@
+import { parseArgs } from 'node:util';
+import { loadEnvSettings } from '@vecmill/shared/config';
+import { ConfigError } from '@vecmill/shared/errors';
+import { buildHnswIndex, HNSW_DEFAULTS } from '@vecmill/shared/retrieval/hnsw-index';
+import { PublishedOutput } from '@vecmill/shared/retrieval/output-reader';
+import { formatLocation, parseLocation } from '@vecmill/shared/storage/location';
+import { openStore } from '@vecmill/shared/storage/open-store';
+import { oneOf, positiveIntFlag } from './retrieval-flags.js';
+
+/** Usage of `vecmill index`, for the command table. */
+export const help = `vecmill index OUTPUT [--modality image|text] [--metric cosine|ip]
+  Build an HNSW index (usearch) next to a published output and record it in manifest.json;
+  \`vecmill search\` then uses it.
+  --modality          embeddings to index (default: image when the output has them, else text)
+  --metric            cosine|ip (default cosine)
+  --connectivity      graph degree M (default ${HNSW_DEFAULTS.connectivity})
+  --expansion-add     efConstruction (default ${HNSW_DEFAULTS.expansionAdd})
+  --expansion-search  efSearch (default ${HNSW_DEFAULTS.expansionSearch})`;
+
+/** `vecmill index OUTPUT`. */
+export async function indexCommand(argv: readonly string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: [...argv],
+    allowPositionals: true,
+    options: {
+      modality: { type: 'string' },
+      metric: { type: 'string' },
+      connectivity: { type: 'string' },
+      'expansion-add': { type: 'string' },
+      'expansion-search': { type: 'string' },
+    },
+  });
+  const [outputArg] = positionals;
+  if (outputArg === undefined) throw new ConfigError('index needs an output: vecmill index OUTPUT [--modality image|text]');
+  const loc = parseLocation(outputArg);
+  const output = await PublishedOutput.open(openStore(loc, loadEnvSettings().s3), formatLocation(loc));
+  const d = await buildHnswIndex(output, {
+    modality: values.modality === undefined ? (output.modalities[0] ?? 'image') : oneOf(values.modality, ['image', 'text'] as const, '--modality'),
+    metric: values.metric === undefined ? HNSW_DEFAULTS.metric : oneOf(values.metric, ['cosine', 'ip'] as const, '--metric'),
+    connectivity: positiveIntFlag(values.connectivity, '--connectivity', HNSW_DEFAULTS.connectivity),
+    expansionAdd: positiveIntFlag(values['expansion-add'], '--expansion-add', HNSW_DEFAULTS.expansionAdd),
+    expansionSearch: positiveIntFlag(values['expansion-search'], '--expansion-search', HNSW_DEFAULTS.expansionSearch),
+  });
+  const recall = d.recallAt10 === null ? '' : `, recall@10 ${d.recallAt10.toFixed(3)} on ${d.recallSample} sampled queries`;
+  process.stdout.write(`indexed ${d.rows} ${d.modality} embeddings (${d.metric}, M=${d.connectivity}, efC=${d.expansionAdd}) in ${d.buildMs} ms${recall}: ${d.key}\n`);
+  return 0;
+}
