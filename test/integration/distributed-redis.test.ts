@@ -67,7 +67,6 @@ describe('distributed mode: Redis restarts, flushes and long batches', { skip },
     await waitUntil(() => readdirSync(out).includes('_SUCCESS'), 90_000, '_SUCCESS after the restart');
     await stop(w);
     assert.deepEqual(await readOutputRows(new LocalStore(out)), reference);
-    const total = Number((/(\d+) splits/.exec(JSON.stringify(JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')).splits)) ?? [])[1] ?? NaN);
     assert.ok(w.lines.filter((l) => l['event'] === 'split-done').length > doneBefore, 'splits were done after the restart');
     assert.doesNotMatch(w.stderr(), new RegExp(PASSWORD), 'the password never reaches the log');
     const status = await runCli(['status', '--redis', redis.url, '--prefix', 'restart', '--run', runId]);

@@ -64,8 +64,17 @@ describe('distributed mode on a real Redis (local files)', { skip }, () => {
     const runId = await produce('three', out);
     const running = await status('three', runId);
     assert.equal(running.code, 3, running.stderr);
-    const ws = [worker('three'), worker('three'), worker('three')];
+    const ws = [worker('three', ['--metrics-port', '0']), worker('three'), worker('three')];
     await waitUntil(() => readdirSync(out).includes('_SUCCESS'), 120_000, '_SUCCESS');
+    const port = Number((await ws[0]!.waitFor((l) => l['event'] === 'worker-ready'))['metricsPort']);
+    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+    assert.equal(health.status, 200);
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const okRows = Number(/^vecmill_rows_total\{status="ok"\} (\d+)$/m.exec(metrics)?.[1]);
+    assert.ok(okRows > 0, metrics);
+    assert.match(metrics, /^vecmill_split_stage_seconds_count\{stage="infer"\} [1-9]/m);
+    assert.match(metrics, /^vecmill_jobs_finished_total\{queue="embed",outcome="completed"\} [1-9]/m);
+    assert.match(metrics, /^vecmill_jobs_active\{queue="embed"\} 0$/m);
     await stopAll(ws);
     assert.deepEqual(await readOutputRows(new LocalStore(out)), reference);
     const done = await status('three', runId);

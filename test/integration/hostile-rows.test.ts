@@ -12,6 +12,7 @@ import { outputKeys } from '@vecmill/shared/run-plan';
 import { LocalStore } from '@vecmill/shared/storage/local-store';
 import { readShardMarker } from '@vecmill/worker/shard-commit';
 import { runEmbedded } from 'vecmill/embedded-run';
+import { fixturesSkipReason, sharedFixturesDir } from '../support/fixtures.js';
 import { readParts, runConfig } from '../support/run-helpers.js';
 import { tinyModelDir } from '../support/tiny-model.js';
 import { makeTempDir } from '../support/tmp.js';
@@ -469,7 +470,38 @@ describe('a single line far over --max-line-bytes is skipped with bounded memory
       () => undefined,
     ).finally(() => clearInterval(sampler));
     const grew = peak - start;
-    assert.deepEqual(r.manifest.rows, { in: 3, ok: 2, failed: 1, failedByReason: { line_too_long: 1 } });
+    const { in: rowsIn, ok, failed, failedByReason } = r.manifest.rows;
+    assert.deepEqual({ rowsIn, ok, failed, failedByReason }, { rowsIn: 3, ok: 2, failed: 1, failedByReason: { line_too_long: 1 } });
     assert.ok(grew < hugeLine * 0.6, `peak memory grew by ${Math.round(grew / 1048576)} MiB while skipping a ${hugeLine / 1048576} MiB line`);
+  });
+});
+
+describe('real odd and broken files from the shared fixtures get their reasons', { skip: fixturesSkipReason() }, () => {
+  let dir: string;
+  let cleanup: () => Promise<void>;
+  before(async () => {
+    ({ dir, cleanup } = await makeTempDir('hostile-photos'));
+  });
+  after(() => cleanup());
+
+  it('broken files fail with a stable reason; every odd but valid photo embeds', async () => {
+    const broken: Record<string, string> = {
+      'truncated.jpg': 'corrupt_image',
+      'cut_in_half.jpg': 'corrupt_image',
+      'random_bytes.bin': 'not_an_image',
+      'not_an_image.txt': 'not_an_image',
+      'empty.bin': 'missing_field',
+    };
+    const images = join(sharedFixturesDir() as string, 'images');
+    const files = readFileSync(join(images, 'captions.tsv'), 'utf8').trim().split('\n').map((l) => l.split('\t') as [string, string]);
+    writeFileSync(join(dir, 'photos.tsv'), files.map(([file, caption]) => `${caption}\t${readFileSync(join(images, file)).toString('base64')}\n`).join(''));
+    const out = join(dir, 'out');
+    const r = await runEmbedded(runConfig(['--input', join(dir, 'photos.tsv'), '--model', await tinyModelDir(), '--output', out, '--kind', 'pairs']), () => undefined);
+    const rows = (await readParts(new LocalStore(out), r.manifest)).flatMap((t) => Array.from({ length: t.numRows }, (_, i) => t.row(i)));
+    assert.equal(rows.length, files.length);
+    files.forEach(([file], i) => {
+      const row = rows[i]!;
+      assert.equal(row.errorReason ?? 'ok', broken[file] ?? 'ok', `${file}: ${row.errorMessage ?? ''}`);
+    });
   });
 });

@@ -1,5 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -14,13 +14,17 @@ export interface RedisServerOptions {
   readonly maxmemoryPolicy?: string;
   /** `requirepass`: clients must send this password. */
   readonly password?: string;
+  /** Serve TLS only (`rediss://`), with a certificate for 127.0.0.1 signed by a fresh private CA (`caFile`). Needs openssl. */
+  readonly tls?: boolean;
 }
 
 /** A redis-server child process on a free port of 127.0.0.1, with its data in a temp folder. */
 export interface RedisTestServer {
   readonly port: number;
-  /** `redis://127.0.0.1:PORT` (with the password when one was set). */
+  /** `redis://127.0.0.1:PORT` or `rediss://…` (with the password when one was set). */
   readonly url: string;
+  /** PEM of the private CA that signed the server certificate, with `tls`. */
+  readonly caFile: string | undefined;
   /** A connected client for assertions (closed by `stop`). */
   client(): Promise<Redis>;
   /** Stops the server with SIGTERM and starts it again on the same port (with AOF on, the data survives). */
@@ -43,9 +47,13 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   const tmp = await makeTempDir('redis');
   const port = await freePort();
   const auth = options.password !== undefined ? `:${encodeURIComponent(options.password)}@` : '';
-  const url = `redis://${auth}127.0.0.1:${port}`;
+  const url = `${options.tls === true ? 'rediss' : 'redis'}://${auth}127.0.0.1:${port}`;
+  const caFile = options.tls === true ? makeCertificates(tmp.dir) : undefined;
+  const tlsClient = caFile !== undefined ? { tls: { ca: readFileSync(caFile, 'utf8') } } : {};
   const args = [
-    '--port', String(port),
+    ...(caFile !== undefined
+      ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', join(tmp.dir, 'server.pem'), '--tls-key-file', join(tmp.dir, 'server.key'), '--tls-ca-cert-file', caFile, '--tls-auth-clients', 'no']
+      : ['--port', String(port)]),
     '--bind', '127.0.0.1',
     '--dir', tmp.dir,
     '--save', '',
@@ -60,7 +68,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'inherit'] });
     const deadline = Date.now() + 10_000;
     for (;;) {
-      const probe = new Redis({ host: '127.0.0.1', port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, ...(options.password !== undefined ? { password: options.password } : {}) });
+      const probe = new Redis({ host: '127.0.0.1', port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, ...tlsClient, ...(options.password !== undefined ? { password: options.password } : {}) });
       probe.on('error', () => undefined);
       try {
         await probe.connect();
@@ -84,8 +92,9 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   return {
     port,
     url,
+    caFile,
     async client() {
-      const c = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: null, ...(options.password !== undefined ? { password: options.password } : {}) });
+      const c = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: null, ...tlsClient, ...(options.password !== undefined ? { password: options.password } : {}) });
       c.on('error', () => undefined);
       clients.push(c);
       return c;
@@ -113,6 +122,19 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
       return stopped;
     },
   };
+}
+
+/** A CA and a server certificate for 127.0.0.1 in `dir`; returns the CA's PEM path. */
+function makeCertificates(dir: string): string {
+  const run = (args: readonly string[]): void => {
+    const r = spawnSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`openssl ${args[0]} failed: ${r.stderr}`);
+  };
+  run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=vecmill test CA', '-keyout', 'ca.key', '-out', 'ca.pem']);
+  run(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', 'server.key', '-out', 'server.csr']);
+  writeFileSync(join(dir, 'san.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  run(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-extfile', 'san.cnf', '-out', 'server.pem']);
+  return join(dir, 'ca.pem');
 }
 
 /** A port nobody listens on right now (the OS picks it). */

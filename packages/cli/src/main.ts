@@ -1,52 +1,29 @@
 import { describeError, VecmillError } from '@vecmill/shared/errors';
-import { inspectCommand } from './commands/inspect-command.js';
-import { makeModelCommand } from './commands/make-model-command.js';
-import { modelsCommand } from './commands/models-command.js';
-import { runCommand } from './commands/run-command.js';
+import * as evalCmd from './commands/eval-command.js';
+import * as exportCmd from './commands/export-command.js';
+import * as indexCmd from './commands/index-command.js';
+import * as inspectCmd from './commands/inspect-command.js';
+import * as makeModelCmd from './commands/make-model-command.js';
+import * as modelsCmd from './commands/models-command.js';
+import * as produceCmd from './commands/produce-command.js';
+import * as runCmd from './commands/run-command.js';
+import * as searchCmd from './commands/search-command.js';
+import * as statusCmd from './commands/status-command.js';
+import * as workerCmd from './commands/worker-command.js';
 
-/** The command table: one entry per `vecmill` verb. */
+/** The command table: one entry per `vecmill` verb, each in its own file under commands/. */
 const commands: Readonly<Record<string, { run: (argv: readonly string[]) => Promise<number>; help: string }>> = {
-  run: {
-    run: runCommand,
-    help: `vecmill run --input PATH|s3://... --model DIR --output DIR|s3://...
-  Embed a TSV dataset in this process (no Redis, no S3 needed).
-  --input, -i      TSV file, folder, glob, s3://bucket/key or s3://bucket/prefix/ (repeatable)
-  --model, -m      model folder (Hugging Face CLIP ONNX layout), s3:// folder, or a pulled repo id
-  --output, -o     output folder or s3://bucket/prefix/
-  --kind           pairs|text|image (default: detected from the first lines)
-  --split-size     bytes per split, e.g. 64MiB (default 64MiB)
-  --concurrency    splits in flight (default 2)
-  --batch-size     rows per model batch (default 32 on CPU, 256 on CUDA)
-  --dtype          fp32|fp16|q8: which ONNX files to load (default fp32)
-  --device         cpu|cuda|auto (default cpu)
-  --threads        onnxruntime intra-op threads (default: all cores)
-  --decode-threads image decode + resize threads (default: all cores)
-  --out-dtype      float32|float16 for stored embeddings (default float32)
-  --formats        extra outputs: npy,tsv (default parquet,npy)
-  --no-normalize   keep raw embeddings (default: L2-normalized)
-  --no-trim-text   pad text to the full context instead of the batch's longest caption
-  --fast-decode    JPEG shrink-on-load before the exact resize (faster, not bit-exact)
-  --max-pixels     refuse images declaring more pixels (default 50000000)
-  --max-line-bytes lines longer than this become error rows (default 64MiB)
-  --progress       bar|json (default: bar on a terminal)
-  --run-id         name the run (default: a time-based id)
-  --reuse OUTPUT   copy embeddings of unchanged rows (same content hash) from a previous output`,
-  },
-  'make-model': {
-    run: makeModelCommand,
-    help: `vecmill make-model --preset tiny|vit-b-32 --out DIR [--seed N] [--tokenizer tokenizer.json]
-  Write a CLIP-shaped ONNX model folder with seeded random weights (fp32, fp16 and q8 graphs).`,
-  },
-  inspect: {
-    run: inspectCommand,
-    help: `vecmill inspect OUTPUT [--json]
-  Print the summary of a published output's manifest.json.`,
-  },
-  models: {
-    run: modelsCommand,
-    help: `vecmill models pull REPO_ID [--revision R] [--dtype fp32|fp16|q8]
-  Download a CLIP ONNX folder from the Hugging Face hub (HF_ENDPOINT, HF_TOKEN) into the cache.`,
-  },
+  run: { run: runCmd.runCommand, help: runCmd.help },
+  produce: { run: produceCmd.produceCommand, help: produceCmd.help },
+  worker: { run: workerCmd.workerCommand, help: workerCmd.help },
+  status: { run: statusCmd.statusCommand, help: statusCmd.help },
+  inspect: { run: inspectCmd.inspectCommand, help: inspectCmd.help },
+  index: { run: indexCmd.indexCommand, help: indexCmd.help },
+  search: { run: searchCmd.searchCommand, help: searchCmd.help },
+  eval: { run: evalCmd.evalCommand, help: evalCmd.help },
+  export: { run: exportCmd.exportCommand, help: exportCmd.help },
+  'make-model': { run: makeModelCmd.makeModelCommand, help: makeModelCmd.help },
+  models: { run: modelsCmd.modelsCommand, help: modelsCmd.help },
 };
 
 function usage(): string {

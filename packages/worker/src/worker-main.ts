@@ -41,7 +41,7 @@ interface RunContext {
   readonly processSplit: ReturnType<typeof createEmbedProcessor>;
 }
 
-/** An open model, shared by every run with the same fingerprint. */
+/** What a run embeds with: the shared inference thread and preprocessing pool, and its tokenizer. */
 interface LoadedModel {
   readonly embedder: OnnxEmbedder;
   readonly tokenizer: ClipTokenizer | undefined;
@@ -77,30 +77,37 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
   const providerPlan: ProviderPlan = planExecutionProviders(config.device, await detectProviderAvailability());
   if (providerPlan.warning !== undefined) log('warning', { message: providerPlan.warning });
   const runs = new Map<string, Promise<RunContext>>();
-  const models = new Map<string, Promise<LoadedModel>>();
 
-  const loadModel = (plan: RunPlan): Promise<LoadedModel> => {
-    const key = `${plan.model.fingerprint.id}/${plan.model.dtype}/${plan.settings.kind}/${plan.settings.maxPixels}/${plan.settings.fastDecode}`;
-    let loaded = models.get(key);
-    if (loaded === undefined) {
-      loaded = (async () => {
-        const needs = modalities(plan.settings.kind);
-        const dir = await resolveModelDir({ spec: plan.model.location, dtype: plan.model.dtype, needs, cacheDir: config.env.cacheDir, s3: config.env.s3, cwd: '/' });
-        const model = await loadModelFolder(dir, plan.model.dtype, needs);
-        if (model.fingerprint.id !== plan.model.fingerprint.id) {
-          throw new ModelError(`the model files at ${plan.model.location} on this worker differ from those run ${plan.runId} was planned with (fingerprint ${model.fingerprint.id.slice(0, 12)} ≠ ${plan.model.fingerprint.id.slice(0, 12)}); give every worker the same model`, { model: plan.model.location });
-        }
-        const embedder = await OnnxEmbedder.open(model, { plan: providerPlan, intraOpThreads: config.threads, onWarning: (message) => log('warning', { message }) });
-        return {
-          embedder,
-          tokenizer: needs.text ? new ClipTokenizer(model.tokenizerJson, model.tokenizerConfig, { contextLength: model.config.contextLength }) : undefined,
-          images: needs.image ? new PreprocessPool(model.preprocessorConfig, { maxPixels: plan.settings.maxPixels, fastDecode: plan.settings.fastDecode }, config.decodeThreads) : undefined,
-        };
-      })();
-      models.set(key, loaded);
-      loaded.catch(() => models.delete(key));
+  const embedders = new Map<string, Promise<OnnxEmbedder>>();
+  const pools = new Map<string, PreprocessPool>();
+
+  /** One inference thread per model fingerprint (the fingerprint covers the dtype's files), shared by every run using it. */
+  const loadModel = async (plan: RunPlan): Promise<LoadedModel> => {
+    const needs = modalities(plan.settings.kind);
+    const dir = await resolveModelDir({ spec: plan.model.location, dtype: plan.model.dtype, needs, cacheDir: config.env.cacheDir, s3: config.env.s3, cwd: '/' });
+    const model = await loadModelFolder(dir, plan.model.dtype, needs);
+    const id = model.fingerprint.id;
+    if (id !== plan.model.fingerprint.id) {
+      throw new ModelError(`the model files at ${plan.model.location} on this worker differ from those run ${plan.runId} was planned with (fingerprint ${id.slice(0, 12)} ≠ ${plan.model.fingerprint.id.slice(0, 12)}); give every worker the same model`, { model: plan.model.location });
     }
-    return loaded;
+    let embedder = embedders.get(id);
+    if (embedder === undefined) {
+      embedder = OnnxEmbedder.open(model, { plan: providerPlan, intraOpThreads: config.threads, onWarning: (message) => log('warning', { message }) });
+      embedders.set(id, embedder);
+      embedder.catch(() => embedders.delete(id));
+    }
+    let images: PreprocessPool | undefined;
+    if (needs.image) {
+      const decode = { maxPixels: plan.settings.maxPixels, fastDecode: plan.settings.fastDecode };
+      const key = `${id}/${decode.maxPixels}/${decode.fastDecode}`;
+      images = pools.get(key) ?? new PreprocessPool(model.preprocessorConfig, decode, config.decodeThreads);
+      pools.set(key, images);
+    }
+    return {
+      embedder: await embedder,
+      tokenizer: needs.text ? new ClipTokenizer(model.tokenizerJson, model.tokenizerConfig, { contextLength: model.config.contextLength }) : undefined,
+      images,
+    };
   };
 
   /** The run a job belongs to; its output must be the one the run registry names. */
@@ -172,9 +179,10 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
       return value;
     } catch (err) {
       const final = isFinal(err);
-      metrics.jobFinished(queue, final ? 'failed' : 'retry');
+      const lastAttempt = final || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      metrics.jobFinished(queue, lastAttempt ? 'failed' : 'retry');
       const message = describeError(err);
-      log('job-error', { queue, job: job.id, attempt: job.attemptsMade + 1, final, code: err instanceof VecmillError ? err.code : undefined, error: message });
+      log('job-error', { queue, job: job.id, attempt: job.attemptsMade + 1, final: lastAttempt, code: err instanceof VecmillError ? err.code : undefined, error: message });
       if (final) throw new UnrecoverableError(err instanceof VecmillError ? `${message} [${err.code}]` : message);
       throw err;
     }
@@ -193,11 +201,9 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
   if (config.queues.includes('merge')) workers.push(new Worker(queueNames.merge, wrap('merge', processMerge), { ...workerOptions, concurrency: 1 }));
   let redisUp = true;
   for (const w of workers) {
-    w.on('error', (err) => log('redis-error', { queue: w.name, error: describeError(err) }));
+    // Lost locks (a late attempt after a stall) and Redis outages surface here; BullMQ carries on.
+    w.on('error', (err) => log('queue-error', { queue: w.name, error: describeError(err) }));
     w.on('stalled', (jobId) => log('job-stalled', { queue: w.name, job: jobId }));
-    w.on('failed', (job, err) => {
-      if (job !== undefined && job.attemptsMade >= (job.opts.attempts ?? 1)) log('job-failed', { queue: w.name, job: job.id, error: err.message });
-    });
   }
   registry.on('ready', () => (redisUp = true));
   registry.on('close', () => (redisUp = false));
@@ -213,7 +219,8 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
     close: () =>
       (closing ??= (async () => {
         await Promise.all(workers.map((w) => w.close()));
-        for (const m of models.values()) await m.then((l) => Promise.all([l.embedder.close(), l.images?.close()]), () => undefined);
+        for (const e of embedders.values()) await e.then((embedder) => embedder.close(), () => undefined);
+        for (const p of pools.values()) await p.close();
         await server?.close();
         registry.disconnect();
         log('worker-stopped', { name });

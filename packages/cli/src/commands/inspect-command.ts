@@ -5,6 +5,11 @@ import { openStore } from '@vecmill/shared/storage/open-store';
 import { readManifestIfPublished } from '@vecmill/worker/merge-processor';
 import { summarizeManifest } from '../manifest-summary.js';
 
+
+/** Usage text for `vecmill --help`. */
+export const help = `vecmill inspect OUTPUT [--json]
+  Print the summary of a published output's manifest.json.`;
+
 /** `vecmill inspect OUTPUT [--json]`: what a published output holds. */
 export async function inspectCommand(argv: readonly string[]): Promise<number> {
   const json = argv.includes('--json');

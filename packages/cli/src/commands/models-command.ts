@@ -2,6 +2,11 @@ import { loadPullConfig } from '@vecmill/shared/config';
 import { ConfigError } from '@vecmill/shared/errors';
 import { pullModel } from '@vecmill/shared/model/hub-download';
 
+
+/** Usage text for `vecmill --help`. */
+export const help = `vecmill models pull REPO_ID [--revision R] [--dtype fp32|fp16|q8]
+  Download a CLIP ONNX folder from the Hugging Face hub (HF_ENDPOINT, HF_TOKEN) into the cache.`;
+
 /** `vecmill models pull REPO_ID`: fetch a CLIP ONNX folder from the hub into the cache. */
 export async function modelsCommand(argv: readonly string[]): Promise<number> {
   const [sub, ...rest] = argv;

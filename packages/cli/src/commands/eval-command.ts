@@ -1,0 +1,60 @@
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { loadEnvSettings } from '@vecmill/shared/config';
+import { ConfigError, InputError } from '@vecmill/shared/errors';
+import { PublishedOutput } from '@vecmill/shared/retrieval/output-reader';
+import { QueryEmbedder } from '@vecmill/shared/retrieval/query-embedder';
+import { DEFAULT_PROMPT_TEMPLATE, evaluateOutput, type AtK, type OutputEval } from '@vecmill/shared/retrieval/recall-eval';
+import { formatLocation, parseLocation } from '@vecmill/shared/storage/location';
+import { openStore } from '@vecmill/shared/storage/open-store';
+
+/** Usage of `vecmill eval`, for the command table. */
+export const help = `vecmill eval OUTPUT [--labels FILE [--template "${DEFAULT_PROMPT_TEMPLATE}"]] [--json]
+  Pairs: image→text and text→image recall@1/5/10 (Flickr30k/COCO protocol; rows with identical
+  images count as one image with several captions).
+  --labels     one class name per line: zero-shot accuracy instead, each row's caption being its class
+  --template   prompt around each label, {} marks the label (default "${DEFAULT_PROMPT_TEMPLATE}")
+  --model      the run's model, when the location in its manifest does not resolve from here
+  --json       print the result as JSON`;
+
+/** `vecmill eval OUTPUT`. */
+export async function evalCommand(argv: readonly string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: [...argv],
+    allowPositionals: true,
+    options: { labels: { type: 'string' }, template: { type: 'string' }, model: { type: 'string' }, json: { type: 'boolean' } },
+  });
+  const [outputArg] = positionals;
+  if (outputArg === undefined) throw new ConfigError('eval needs an output: vecmill eval OUTPUT [--labels FILE]');
+  if (values.template !== undefined && values.labels === undefined) throw new ConfigError('--template only applies with --labels FILE');
+  const env = loadEnvSettings();
+  const loc = parseLocation(outputArg);
+  const output = await PublishedOutput.open(openStore(loc, env.s3), formatLocation(loc));
+  let result: OutputEval;
+  if (values.labels === undefined) {
+    result = await evaluateOutput(output);
+  } else {
+    const file = values.labels;
+    const text = await readFile(file, 'utf8').catch((err: unknown) => {
+      throw new InputError(`cannot read the labels file ${file}: ${(err as Error).message}`, { file }, { cause: err });
+    });
+    const labels = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '');
+    const embedder = await QueryEmbedder.open(output.manifest, ['text'], { ...(values.model === undefined ? {} : { model: values.model }), cacheDir: env.cacheDir, s3: env.s3 });
+    try {
+      result = await evaluateOutput(output, { labels, ...(values.template === undefined ? {} : { template: values.template }), embedder });
+    } finally {
+      await embedder.close();
+    }
+  }
+  process.stdout.write(values.json === true ? `${JSON.stringify(result, null, 2)}\n` : `${describe(result)}\n`);
+  return 0;
+}
+
+function describe(r: OutputEval): string {
+  const at = (x: AtK): string => Object.entries(x).map(([k, v]) => `R@${k} ${(100 * v).toFixed(2)}`).join('  ');
+  if (r.kind === 'pairs') {
+    return `${r.rows} pairs, ${r.recall.images} distinct images\nimage→text  ${at(r.recall.imageToText)}\ntext→image  ${at(r.recall.textToImage)}`;
+  }
+  const z = r.zeroShot;
+  return `zero-shot over ${z.evaluated} images (${z.skipped} whose caption is not a label skipped)\naccuracy  ${Object.entries(z.accuracy).map(([k, v]) => `top-${k} ${(100 * v).toFixed(2)}`).join('  ')}`;
+}
