@@ -215,6 +215,30 @@ describe('distributed mode on a real Redis (local files)', { skip }, () => {
     }
   });
 
+  it('works over rediss:// with a private CA and a password, which never appears in output', async () => {
+    const secret = 'tls-pw-51d0';
+    const tls = await startRedisServer({ tls: true, password: secret });
+    try {
+      const ca = ['--redis-ca', tls.caFile!];
+      const out = join(dir, 'tls');
+      const produced = await runCli(['produce', '--redis', tls.url, ...ca, ...embedFlags(out)]);
+      assert.equal(produced.code, 0, produced.stderr);
+      const runId = produced.stdout.trim();
+      const w = spawnWorker(tls.url, [...ca, '--stalled-interval', '1000']);
+      workers.push(w);
+      await waitUntil(() => readdirSync(out).includes('_SUCCESS'), 90_000, '_SUCCESS over TLS');
+      await stopAll([w]);
+      const s = await runCli(['status', '--redis', tls.url, ...ca, '--run', runId]);
+      assert.equal(s.code, 0, s.stderr);
+      const untrusted = await runCli(['status', '--redis', tls.url, '--run', runId]);
+      assert.equal(untrusted.code, 1);
+      assert.match(untrusted.stderr, /cannot reach Redis at rediss:\/\/:\*\*\*@127\.0\.0\.1/);
+      for (const text of [produced.stderr, produced.stdout, w.stderr(), s.stdout, untrusted.stderr]) assert.doesNotMatch(text, new RegExp(secret));
+    } finally {
+      await tls.stop();
+    }
+  });
+
   it('refuses an evicting Redis and reports an unreachable one with a clear error instead of hanging', async () => {
     const lru = await startRedisServer({ maxmemoryPolicy: 'allkeys-lru' });
     try {

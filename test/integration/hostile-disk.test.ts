@@ -150,7 +150,6 @@ describe('output folder not writable or full', { skip }, () => {
 
   it(
     'a new output folder on a read-only file system is reported as read-only',
-    { todo: "LocalStore.writeTemp's recursive mkdir gets ENOENT (Node reports EROFS as ENOENT for recursive mkdir), which fsError words as 'its folder disappeared'" },
     async () => {
       const out = mounted.find((m) => m.endsWith('readonly')) ?? mount('readonly', '1m', 'ro');
       const err = await runEmbedded(runConfig(args(join(out, 'run'))), () => undefined).then(

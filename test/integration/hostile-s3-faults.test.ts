@@ -173,7 +173,6 @@ describe('S3 faults (500, 503 SlowDown, dropped connections) through a fault-inj
 
   it(
     'a run whose downloads lose their connection mid-body publishes exactly the clean output, without redoing splits',
-    { todo: 'needs withResilientReads (packages/shared/src/storage/resilient-read.ts) wired around the input and output stores in embedded-run.ts' },
     async () => {
       await proxy?.close();
       proxy = await startFaultProxy({ target: s3.endpoint, seed: 11, rates: { dropMidBody: 0.25 } });

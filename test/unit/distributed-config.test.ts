@@ -54,7 +54,7 @@ describe('Redis connections', () => {
     const client = redisOptions({ url: 'rediss://h' }, 'client');
     assert.equal(client.maxRetriesPerRequest, 1);
     assert.equal(client.enableOfflineQueue, false);
-    assert.deepEqual(client.tls, { servername: 'h' });
+    assert.deepEqual(client.tls, {});
     assert.throws(() => redisOptions({ url: 'http://h' }, 'client'), ConfigError);
     assert.throws(() => redisOptions({ url: 'redis://h', caFile: '/ca.pem' }, 'client'), /rediss/);
     assert.throws(() => redisOptions({ url: 'redis://:pw@h/x' }, 'client'), (err: Error) => !err.message.includes('pw@'));

@@ -16,6 +16,7 @@ import { formatLocation, parseLocation } from '@vecmill/shared/storage/location'
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
 import { createObjectOpener } from '@vecmill/shared/storage/open-object';
 import { openStore, resolveInputs } from '@vecmill/shared/storage/open-store';
+import { withResilientReads } from '@vecmill/shared/storage/resilient-read';
 import { createEmbedProcessor } from '@vecmill/worker/embed-processor';
 import { mergeRun, readManifestIfPublished } from '@vecmill/worker/merge-processor';
 import { ReuseIndex } from '@vecmill/worker/reuse-index';
@@ -40,7 +41,7 @@ export interface EmbeddedRunResult {
  */
 export async function runEmbedded(config: RunConfig, events: RunEventSink, cwd = process.cwd()): Promise<EmbeddedRunResult> {
   const outputUri = formatLocation(parseLocation(config.output, cwd));
-  const output = openStore(parseLocation(config.output, cwd), config.env.s3);
+  const output = withResilientReads(openStore(parseLocation(config.output, cwd), config.env.s3));
   const published = await readManifestIfPublished(output);
   if (published !== undefined) {
     return { runId: published.runId, manifest: published, outputUri, alreadyPublished: true, resumed: true, splitsComputed: 0, splitsReused: published.splits };
@@ -110,7 +111,10 @@ export async function runEmbedded(config: RunConfig, events: RunEventSink, cwd =
     const openObject = createObjectOpener(config.env.s3);
     const processSplit = createEmbedProcessor({
       plan,
-      openInput: (input) => openObject(input.uri),
+      openInput: (input) => {
+        const { store, key } = openObject(input.uri);
+        return { store: withResilientReads(store), key };
+      },
       output,
       embedder,
       tokenizer,

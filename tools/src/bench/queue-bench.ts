@@ -17,7 +17,9 @@ import { Redis } from 'ioredis';
 import { makeDataset } from '@vecmill/shared/datagen/make-dataset';
 import { loadProduceConfig } from '@vecmill/shared/distributed-config';
 import { makeModel } from '@vecmill/shared/modelgen/make-model';
+import { enqueueFlow } from '@vecmill/producer/enqueue-flow';
 import { produceRun } from '@vecmill/producer/produce-run';
+import type { RunPlan } from '@vecmill/shared/run-plan';
 
 /** What the queue benchmark measures. */
 export interface QueueBenchOptions {
@@ -31,6 +33,8 @@ export interface QueueBenchOptions {
   readonly noopJobs?: number;
   /** The CLI entry spawned as workers (default packages/cli/bin/vecmill.js). */
   readonly cli?: string;
+  /** Splits of the synthetic run whose enqueueing is timed (default 50,000). */
+  readonly enqueueSplits?: number;
 }
 
 /** One measured configuration. */
@@ -48,6 +52,9 @@ export interface QueueBenchResult {
   readonly runs: readonly QueueBenchRow[];
   /** Milliseconds per no-op job, one worker, concurrency 1: add, fetch, lock, complete. */
   readonly noopMsPerJob: number;
+  /** Seconds `produce` takes to enqueue the flow of a 50,000-split run (planning excluded). */
+  readonly enqueueSeconds: number;
+  readonly enqueueSplits: number;
 }
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -85,11 +92,36 @@ export async function runQueueBench(options: QueueBenchOptions = {}): Promise<Qu
     }
     const noopMsPerJob = await measureNoop(redis.port, options.noopJobs ?? 2000);
     process.stderr.write(`  queue: no-op job overhead ${noopMsPerJob.toFixed(3)} ms/job\n`);
-    return { machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length }, rows, runs, noopMsPerJob };
+    const enqueueSplits = options.enqueueSplits ?? 50_000;
+    const enqueueSeconds = await measureEnqueue(redis.port, enqueueSplits);
+    process.stderr.write(`  queue: enqueueing ${enqueueSplits} splits took ${enqueueSeconds.toFixed(2)} s\n`);
+    return { machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length }, rows, runs, noopMsPerJob, enqueueSeconds, enqueueSplits };
   } finally {
     redis.child.kill('SIGKILL');
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/** Times `enqueueFlow` for a synthetic plan of `splits` splits (nothing processes them). */
+async function measureEnqueue(port: number, splits: number): Promise<number> {
+  const redis = new Redis({ host: '127.0.0.1', port });
+  const size = splits * 1024;
+  const plan: RunPlan = {
+    version: 1,
+    runId: 'enqueue-bench',
+    createdAt: new Date().toISOString(),
+    output: '/bench/out',
+    inputs: [{ uri: '/bench/in.tsv', size, etag: 'bench', modified: '' }],
+    splits: Array.from({ length: splits }, (_, index) => ({ index, input: 0, start: index * 1024, end: (index + 1) * 1024 })),
+    splitSize: 1024,
+    model: { location: '/bench/model', dtype: 'fp32', fingerprint: { id: '0'.repeat(64), files: {} }, dims: 32, preprocessing: undefined, contextLength: 77 },
+    settings: { kind: 'pairs', dtype: 'fp32', normalize: true, outDtype: 'float32', batchSize: 32, maxPixels: 1, fastDecode: false, maxLineBytes: 1024, trimText: true, formats: ['parquet'] },
+  };
+  const t0 = performance.now();
+  await enqueueFlow({ redis, prefix: 'enqueue', plan, splits: plan.splits.map((s) => s.index) });
+  const seconds = (performance.now() - t0) / 1000;
+  redis.disconnect();
+  return seconds;
 }
 
 /** Adds `jobs` empty jobs, then times one in-process worker draining them. */

@@ -4,7 +4,7 @@ import { startWorker } from '@vecmill/worker/worker-main';
 /** Help text of `vecmill worker`, for the command table. */
 export const help = `vecmill worker --redis redis://host:port [--concurrency N] [--queues embed,merge]
   Process embed and merge jobs until SIGTERM/SIGINT, then finish or hand back the jobs held
-  and exit 0. Logs one JSON object per line on stderr.
+  and exit 0 (a second signal exits at once). Logs one JSON object per line on stderr.
   --redis            redis:// or rediss:// URL (or VECMILL_REDIS_URL)
   --redis-ca         PEM file of the CA of a rediss:// server
   --prefix           key prefix of the runs to serve (default vecmill)
@@ -19,7 +19,7 @@ export const help = `vecmill worker --redis redis://host:port [--concurrency N] 
   --max-stalled      stalls a job survives before it fails (default 3)
   --name             worker name recorded on jobs (default host:pid)`;
 
-/** `vecmill worker`: runs until a signal, then drains. */
+/** `vecmill worker`: runs until a signal, then drains; the first signal's handlers are removed so a second one kills as usual. */
 export async function workerCommand(argv: readonly string[]): Promise<number> {
   const config = loadWorkerConfig(argv);
   const log = (event: string, fields: Record<string, unknown> = {}): void => {

@@ -59,7 +59,7 @@ export function redisOptions(target: RedisTarget, role: ConnectionRole): Connect
     db: db === '' ? 0 : Number(db),
     ...(u.username !== '' ? { username: decodeURIComponent(u.username) } : {}),
     ...(u.password !== '' ? { password: decodeURIComponent(u.password) } : {}),
-    ...(u.protocol === 'rediss:' ? { tls: { servername: u.hostname, ...(ca !== undefined ? { ca } : {}) } } : {}),
+    ...(u.protocol === 'rediss:' ? { tls: ca !== undefined ? { ca } : {} } : {}),
   };
   if (role === 'worker') {
     return { ...base, maxRetriesPerRequest: null, retryStrategy: (times) => Math.min(200 * times, 5_000) };

@@ -22,9 +22,7 @@ export function runRecordKey(prefix: string, runId: string): string {
  */
 export async function registerRun(redis: Redis, prefix: string, record: RunRecord): Promise<RunRecord> {
   const key = runRecordKey(prefix, record.runId);
-  await redis.hsetnx(key, 'output', record.output);
-  await redis.hsetnx(key, 'splits', String(record.splits));
-  await redis.hsetnx(key, 'createdAt', record.createdAt);
+  await redis.multi().hsetnx(key, 'output', record.output).hsetnx(key, 'splits', String(record.splits)).hsetnx(key, 'createdAt', record.createdAt).exec();
   return (await readRunRecord(redis, prefix, record.runId)) ?? record;
 }
 

@@ -127,8 +127,8 @@ export class LocalStore implements ObjectStore {
   /** Writes `body` to a fresh temp file beside `path`, fsynced; returns the temp path. Leaves nothing behind on failure. */
   private async writeTemp(key: string, path: string, body: Buffer | Uint8Array | Readable): Promise<string> {
     const folder = dirname(path);
-    await mkdir(folder, { recursive: true }).catch((err: unknown) => {
-      throw fsError(err, 'write', key, folder, false);
+    await mkdir(folder, { recursive: true }).catch(async (err: unknown) => {
+      throw fsError(await realMkdirError(folder, err), 'write', key, folder, false);
     });
     const temp = join(folder, `.${basename(path)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
     const onFsError = (err: unknown): never => {
@@ -200,6 +200,28 @@ function checkRange(start: number, end: number): void {
   if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < 0) {
     throw new RangeError(`readRange needs non-negative integer offsets, got [${start}, ${end})`);
   }
+}
+
+/**
+ * Node 20's recursive mkdir reports ENOENT for a folder it cannot create on a read-only or full
+ * filesystem; creating the missing folders one by one reveals the real cause (EROFS, ENOSPC,
+ * EACCES) for the message.
+ */
+async function realMkdirError(folder: string, err: unknown): Promise<unknown> {
+  if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return err;
+  const missing: string[] = [];
+  for (let dir = folder; ; dir = dirname(dir)) {
+    if ((await stat(dir).catch(() => undefined)) !== undefined || dirname(dir) === dir) break;
+    missing.unshift(dir);
+  }
+  for (const dir of missing) {
+    try {
+      await mkdir(dir);
+    } catch (inner) {
+      return inner;
+    }
+  }
+  return err;
 }
 
 /** Makes a completed rename or link durable: the folder entry itself must reach the disk too. */
