@@ -38,11 +38,8 @@ describe('deployed worker endpoints', () => {
   const container = deployment['spec'].template.spec.containers[0];
   const monitor = objects.find((o) => o.kind === 'ServiceMonitor') as Json;
 
-  before(async () => {
-    tmp = await makeTempDir('deploy-endpoints');
-    const port = await freePort();
+  const startRedis = async (port: number): Promise<void> => {
     redis = spawn('redis-server', [join(projectRoot, 'infra', 'redis.conf'), '--port', String(port), '--bind', '127.0.0.1', '--dir', tmp.dir], { stdio: 'ignore' });
-    redisUrl = `redis://127.0.0.1:${port}`;
     for (let i = 0; i < 100; i++) {
       const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
       probe.on('error', () => undefined);
@@ -52,6 +49,13 @@ describe('deployed worker endpoints', () => {
       await sleep(50);
     }
     throw new Error('redis-server did not start');
+  };
+
+  before(async () => {
+    tmp = await makeTempDir('deploy-endpoints');
+    const port = await freePort();
+    redisUrl = `redis://127.0.0.1:${port}`;
+    await startRedis(port);
   });
 
   after(async () => {
@@ -77,7 +81,7 @@ describe('deployed worker endpoints', () => {
     }
   });
 
-  test('a worker started with the Deployment\'s arguments answers /healthz and /metrics, and turns unhealthy without Redis', async () => {
+  test('a worker started with the Deployment\'s arguments answers /healthz and /metrics, turns unhealthy without Redis and recovers with it', async () => {
     assert.equal(container.args[0], 'worker');
     const args = [...container.args.slice(1)];
     const portIndex = args.indexOf('--metrics-port');
@@ -96,7 +100,7 @@ describe('deployed worker endpoints', () => {
     assert.equal(scrape.status, 200);
     assert.match(scrape.headers.get('content-type') ?? '', /^text\/plain/);
     const body = await scrape.text();
-    for (const metric of ['vecmill_rows_total', 'vecmill_row_errors_total', 'vecmill_split_stage_seconds', 'vecmill_jobs_active', 'vecmill_jobs_finished_total', 'vecmill_process_cpu_seconds_total', 'vecmill_nodejs_eventloop_lag_seconds']) {
+    for (const metric of ['vecmill_rows_total', 'vecmill_row_errors_total', 'vecmill_split_stage_seconds', 'vecmill_jobs_active', 'vecmill_jobs_finished_total', 'vecmill_process_cpu_seconds_total', 'vecmill_process_resident_memory_bytes', 'vecmill_nodejs_eventloop_lag_seconds']) {
       assert.match(body, new RegExp(`^# TYPE ${metric} `, 'm'), `${metric} is exported (README's dashboard uses it)`);
     }
 
@@ -108,5 +112,14 @@ describe('deployed worker endpoints', () => {
       if (status !== 503) await sleep(100);
     }
     assert.equal(status, 503, 'liveness fails once Redis is gone, so the kubelet restarts a worker that lost it for good');
+
+    await startRedis(Number(new URL(redisUrl).port));
+    for (let i = 0; i < 100 && status !== 200; i++) {
+      status = (await fetch(`${base}${container.readinessProbe.httpGet.path}`)).status;
+      if (status !== 200) await sleep(100);
+    }
+    assert.equal(status, 200, 'ready again once Redis is back (the worker reconnects by itself)');
+    await worker.close();
+    worker = undefined;
   });
 });

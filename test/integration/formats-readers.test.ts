@@ -86,6 +86,8 @@ describe('DuckDB reads vecmill Parquet', () => {
         status: 'VARCHAR',
         error_reason: 'VARCHAR',
         error_message: 'VARCHAR',
+        text_sha256: 'BLOB',
+        image_sha256: 'BLOB',
       });
     });
 

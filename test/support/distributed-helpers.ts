@@ -8,7 +8,7 @@ import { projectRoot } from './fixtures.js';
 import { readParts } from './run-helpers.js';
 
 /** The real CLI entry, as users run it. */
-export const vecmillBin = process.env['VECMILL_TEST_CLI'] ?? join(projectRoot, 'packages', 'cli', 'bin', 'vecmill.js');
+export const vecmillBin = join(projectRoot, 'packages', 'cli', 'bin', 'vecmill.js');
 
 /** A spawned `vecmill worker`, with its JSON log lines collected. */
 export interface WorkerProcess {

@@ -90,8 +90,9 @@ describe('EmbeddingTableBuilder', () => {
       const types = Object.fromEntries(table.schema.fields.map((f) => [f.name, String(f.type)]));
       assert.deepEqual(Object.keys(types), [
         'row_index', 'split_index', 'line_index', 'source', 'byte_offset', 'text',
-        'text_embedding', 'image_embedding', 'status', 'error_reason', 'error_message',
+        'text_embedding', 'image_embedding', 'status', 'error_reason', 'error_message', 'text_sha256', 'image_sha256',
       ]);
+      assert.equal(types.image_sha256, 'FixedSizeBinary[32]');
       assert.equal(types.text_embedding, `FixedSizeList[${D}]<${child}>`);
       assert.equal(types.row_index, 'Int64');
       assert.equal(types.source, 'Dictionary<Int32, Utf8>');
@@ -252,5 +253,28 @@ describe('EmbeddingTable', () => {
     otherDims.appendBatch({ splitIndex: 0, lineIndex: [0, 1, 2, 3, 4], source: 'x', offset: [0, 0, 0, 0, 0], imageEmbedding: new Float32Array(20) });
     const mixed = table.setChild(COLUMNS.imageEmbedding, otherDims.build().getChild(COLUMNS.imageEmbedding)!);
     assert.throws(() => new EmbeddingTable(mixed, 'parts/x.parquet'), /parts\/x\.parquet is not a vecmill embedding table \(text_embedding is float32\[8\] but image_embedding is float32\[4\]\)/);
+  });
+});
+
+describe('content hash columns', () => {
+  it('stores a sha256 per row and modality, null where a row has none', () => {
+    const b = new EmbeddingTableBuilder({ dims: 2, outDtype: 'float32', hasText: true, hasImage: true });
+    const h = (n: number): Uint8Array => new Uint8Array(32).fill(n);
+    b.appendBatch({
+      splitIndex: 0,
+      source: 's',
+      lineIndex: [0, 1],
+      offset: [0, 10],
+      text: ['a', null],
+      textEmbedding: new Float32Array(4),
+      imageEmbedding: new Float32Array(4),
+      textSha256: [h(1), null],
+      imageSha256: [h(2), h(3)],
+      errors: [null, { reason: 'missing_field', message: 'm' }],
+    });
+    const t = readEmbeddingTable(writeParquet(b.build()));
+    assert.deepEqual(t.contentHash('text', 0), h(1));
+    assert.equal(t.contentHash('text', 1), undefined);
+    assert.deepEqual(t.contentHash('image', 1), h(3));
   });
 });

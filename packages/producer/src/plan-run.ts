@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { ConfigError, InputError, NotFoundError } from '@vecmill/shared/errors';
-import { checkRunId, outputKeys, type EmbedSettings, type PlannedInput, type PlannedModel, type RunPlan } from '@vecmill/shared/run-plan';
+import { checkRunId, outputKeys, readPlan, type EmbedSettings, type PlannedInput, type PlannedModel, type RunPlan } from '@vecmill/shared/run-plan';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
 import { detectInputKind, type InputKind } from '@vecmill/shared/tsv/input-kind';
 import { readSplitLines } from '@vecmill/shared/tsv/line-reader';
@@ -79,22 +79,6 @@ export async function planRun(options: PlanRunOptions): Promise<PlanRunResult> {
   const created = await options.output.putIfAbsent(outputKeys.plan, Buffer.from(JSON.stringify(plan, null, 1)));
   if (!created) return planRun(options);
   return { plan, resumed: false };
-}
-
-/** Reads plan.json from an output, or undefined when the output holds no run yet. */
-export async function readPlan(output: ObjectStore): Promise<RunPlan | undefined> {
-  let raw: Buffer;
-  try {
-    raw = await output.read(outputKeys.plan);
-  } catch (err) {
-    if (err instanceof NotFoundError) return undefined;
-    throw err;
-  }
-  try {
-    return JSON.parse(raw.toString('utf8')) as RunPlan;
-  } catch (err) {
-    throw new ConfigError(`plan.json in ${output.description} is not valid JSON; delete the output folder and start again`, { output: output.description }, { cause: err });
-  }
 }
 
 /** A short run id that sorts by time: `20261127-204501-a3f9`. */

@@ -12,7 +12,8 @@ import { formatLocation, parseLocation } from '@vecmill/shared/storage/location'
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
 import { openStore, resolveInputs } from '@vecmill/shared/storage/open-store';
 import { enqueueFlow } from './enqueue-flow.js';
-import { planRun, readPlan, sniffInputKind } from './plan-run.js';
+import { readPlan } from '@vecmill/shared/run-plan';
+import { planRun, sniffInputKind } from './plan-run.js';
 
 /** Hooks for progress lines; the command prints them, tests use them to stop halfway. */
 export interface ProduceHooks {
@@ -130,6 +131,7 @@ async function planFromFlags(config: ProduceConfig, cwd: string, hooks: ProduceH
       formats: run.formats,
     },
     runId: run.runId,
+    ...(run.reuse !== undefined ? { reuse: formatLocation(parseLocation(run.reuse, cwd)) } : {}),
   });
   return { plan, output };
 }

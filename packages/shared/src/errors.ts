@@ -92,6 +92,13 @@ export class MergeError extends VecmillError {
   }
 }
 
+/** Redis is unreachable or configured in a way that could lose jobs. */
+export class RedisError extends VecmillError {
+  constructor(message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
+    super('E_REDIS', message, context, options);
+  }
+}
+
 /** A model download from a hub failed. */
 export class DownloadError extends VecmillError {
   constructor(message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {

@@ -1,5 +1,6 @@
-import { PayloadError } from './errors.js';
+import { ConfigError, NotFoundError, PayloadError } from './errors.js';
 import type { ModelDtype, ModelFingerprint } from './model/model-folder.js';
+import type { ObjectStore } from './storage/object-store.js';
 import type { InputKind } from './tsv/input-kind.js';
 
 /** Output files the merger can write besides the always-on Parquet parts. */
@@ -108,4 +109,20 @@ export function checkRunId(runId: unknown): string {
 /** Which modalities a kind of input carries. */
 export function modalities(kind: InputKind): { text: boolean; image: boolean } {
   return { text: kind !== 'image', image: kind !== 'text' };
+}
+
+/** Reads plan.json from an output, or undefined when the output holds no run yet. */
+export async function readPlan(output: ObjectStore): Promise<RunPlan | undefined> {
+  let raw: Buffer;
+  try {
+    raw = await output.read(outputKeys.plan);
+  } catch (err) {
+    if (err instanceof NotFoundError) return undefined;
+    throw err;
+  }
+  try {
+    return JSON.parse(raw.toString('utf8')) as RunPlan;
+  } catch (err) {
+    throw new ConfigError(`plan.json in ${output.description} is not valid JSON; delete the output folder and start again`, { output: output.description }, { cause: err });
+  }
 }

@@ -14,14 +14,16 @@ import { readRunRecord } from '@vecmill/shared/queue/bullmq-run-registry';
 import { checkEmbedAgainstPlan, parseJobPayload, type EmbedPayload, type MergePayload } from '@vecmill/shared/queue/job-payload';
 import { queueNames, type QueueRole } from '@vecmill/shared/queue/queue-names';
 import { checkRedisSettings } from '@vecmill/shared/queue/redis-checks';
-import { modalities, outputKeys, type RunPlan } from '@vecmill/shared/run-plan';
+import { modalities, outputKeys, readPlan, type RunPlan } from '@vecmill/shared/run-plan';
 import { parseLocation } from '@vecmill/shared/storage/location';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
 import { createObjectOpener } from '@vecmill/shared/storage/open-object';
 import { openStore } from '@vecmill/shared/storage/open-store';
+import { withResilientReads } from '@vecmill/shared/storage/resilient-read';
 import { createEmbedProcessor, type EmbedResult } from './embed-processor.js';
 import { mergeRun } from './merge-processor.js';
 import { serveMetrics, WorkerMetrics, type MetricsServer } from './metrics.js';
+import { ReuseIndex } from './reuse-index.js';
 
 /** One structured log line; the worker's only output channel besides metrics. */
 export type WorkerLog = (event: string, fields?: Record<string, unknown>) => void;
@@ -119,18 +121,23 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
     let ctx = runs.get(key);
     if (ctx === undefined) {
       ctx = (async () => {
-        const output = openStore(parseLocation(record.output, '/'), config.env.s3);
+        const output = withResilientReads(openStore(parseLocation(record.output, '/'), config.env.s3));
         const plan = await readPlan(output);
         if (plan === undefined || plan.runId !== payload.runId) throw new PayloadError(`${record.output} holds no plan.json for run ${payload.runId}`, { runId: payload.runId });
         const model = await loadModel(plan);
+        const reuse = plan.reuse === undefined ? undefined : await ReuseIndex.open(openStore(parseLocation(plan.reuse, '/'), config.env.s3), plan);
         const processSplit = createEmbedProcessor({
           plan,
-          openInput: (input) => openObject(input.uri),
+          openInput: (input) => {
+            const { store, key } = openObject(input.uri);
+            return { store: withResilientReads(store), key };
+          },
           output,
           embedder: model.embedder,
           tokenizer: model.tokenizer,
           images: model.images,
           decodeConcurrency: 2 * config.decodeThreads,
+          ...(reuse !== undefined ? { reuse } : {}),
         });
         return { plan, output, processSplit };
       })();
@@ -226,16 +233,6 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
         log('worker-stopped', { name });
       })()),
   };
-}
-
-/** The run's plan.json, or undefined when the output has none (the producer's reader lives in a package workers do not load). */
-async function readPlan(output: ObjectStore): Promise<RunPlan | undefined> {
-  try {
-    return JSON.parse((await output.read(outputKeys.plan)).toString('utf8')) as RunPlan;
-  } catch (err) {
-    if (err instanceof NotFoundError) return undefined;
-    throw err;
-  }
 }
 
 /** Errors a retry cannot cure: a bad payload, a changed input, a wrong model or config. */

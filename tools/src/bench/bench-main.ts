@@ -22,15 +22,18 @@ import { PreprocessPool } from '@vecmill/shared/model/preprocess-pool';
 import { makeModel } from '@vecmill/shared/modelgen/make-model';
 import { runEmbedded } from 'vecmill/embedded-run';
 import { benchPhotos, captionOfLength, writePairsTsv } from './bench-data.js';
+import { runQueueBench } from './queue-bench.js';
 
 tuneThreadPool();
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const work = join(root, 'bench', '.work');
 const fixtures = existsSync(join(root, '..', 'shared', 'fixtures', 'README.md')) ? join(root, '..', 'shared', 'fixtures') : undefined;
 const threads = availableParallelism();
-const batch = 32;
 const quick = process.argv.includes('--quick');
-const pairsRows = quick ? 64 : 256;
+const deviceArg = process.argv[process.argv.indexOf('--device') + 1];
+const device = process.argv.includes('--device') && (deviceArg === 'cuda' || deviceArg === 'auto') ? deviceArg : 'cpu';
+const batch = device === 'cpu' ? 32 : 256;
+const pairsRows = quick ? 64 : device === 'cpu' ? 256 : 10_000;
 
 interface Row {
   readonly name: string;
@@ -80,7 +83,8 @@ function cosineRows(a: Float32Array, b: Float32Array, d: number): number {
 
 async function openEmbedder(modelDir: string, dtype: ModelDtype) {
   const model = await loadModelFolder(modelDir, dtype, { text: true, image: true });
-  const plan = planExecutionProviders('cpu', await detectProviderAvailability());
+  const plan = planExecutionProviders(device, await detectProviderAvailability());
+  if (plan.warning !== undefined) process.stderr.write(`warning: ${plan.warning}\n`);
   return { model, embedder: await OnnxEmbedder.open(model, { plan, intraOpThreads: threads }) };
 }
 
@@ -151,7 +155,7 @@ async function main(): Promise<void> {
   const loop = monitorEventLoopDelay({ resolution: 10 });
   loop.enable();
   const t0 = performance.now();
-  const run = await runEmbedded(loadRunConfig(['--input', tsv, '--model', modelDir, '--output', out, '--progress', 'json']), () => undefined);
+  const run = await runEmbedded(loadRunConfig(['--input', tsv, '--model', modelDir, '--output', out, '--progress', 'json', '--device', device, '--batch-size', String(batch)]), () => undefined);
   const e2eSecs = (performance.now() - t0) / 1000;
   loop.disable();
   record('e2e_pairs_per_s', 'end to end, vecmill run defaults', pairsRows / e2eSecs, 'pairs/s', `${run.manifest.rows.ok} ok rows, TSV to published output`);
@@ -191,6 +195,14 @@ async function main(): Promise<void> {
       record(`peak_rss_${gb}gb_mib`, `peak RSS, ${gb} GB pairs input (tiny model)`, m.maxRssBytes / 2 ** 20, 'MiB');
     }
     record('rss_4gb_over_1gb', 'peak RSS 4 GB / 1 GB', rss[1]! / rss[0]!, 'x', 'goal within 10%');
+  }
+
+  if (!quick) {
+    process.stderr.write('distributed mode: 1, 2 and 4 worker processes on the tiny model…\n');
+    const q = await runQueueBench();
+    for (const r of q.runs) record(`queue_rows_per_s_${r.processes}_workers`, `distributed, ${r.processes} worker process(es), tiny model`, r.rowsPerSecond, 'rows/s', `${r.splits} splits`);
+    record('queue_noop_ms_per_job', 'queue overhead per no-op job', q.noopMsPerJob, 'ms');
+    record('enqueue_50k_splits_s', `enqueue a ${q.enqueueSplits}-split flow`, q.enqueueSeconds, 's');
   }
 
   const machine = `${cpus()[0]?.model ?? 'unknown CPU'}, ${threads} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;

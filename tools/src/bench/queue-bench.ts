@@ -116,6 +116,7 @@ async function measureEnqueue(port: number, splits: number): Promise<number> {
     splitSize: 1024,
     model: { location: '/bench/model', dtype: 'fp32', fingerprint: { id: '0'.repeat(64), files: {} }, dims: 32, preprocessing: undefined, contextLength: 77 },
     settings: { kind: 'pairs', dtype: 'fp32', normalize: true, outDtype: 'float32', batchSize: 32, maxPixels: 1, fastDecode: false, maxLineBytes: 1024, trimText: true, formats: ['parquet'] },
+    reuse: undefined,
   };
   const t0 = performance.now();
   await enqueueFlow({ redis, prefix: 'enqueue', plan, splits: plan.splits.map((s) => s.index) });

@@ -25,8 +25,8 @@ export async function workerCommand(argv: readonly string[]): Promise<number> {
   const log = (event: string, fields: Record<string, unknown> = {}): void => {
     process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), event, ...fields })}\n`);
   };
-  const worker = await startWorker(config, log);
-  await new Promise<void>((resolve) => {
+  // Listen before starting: a signal that lands while the queues spin up must still drain.
+  const stopped = new Promise<void>((resolve) => {
     const stop = (signal: NodeJS.Signals): void => {
       log('signal', { signal });
       process.off('SIGTERM', stop);
@@ -36,6 +36,8 @@ export async function workerCommand(argv: readonly string[]): Promise<number> {
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });
+  const worker = await startWorker(config, log);
+  await stopped;
   await worker.close();
   return 0;
 }

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Redis, type RedisOptions } from 'ioredis';
-import { ConfigError, describeError, VecmillError } from '../errors.js';
+import { ConfigError, describeError, RedisError } from '../errors.js';
 
 /** Where Redis is and how to trust it; built by the config loader from `--redis` and `--redis-ca`. */
 export interface RedisTarget {
@@ -79,14 +79,17 @@ export function redisOptions(target: RedisTarget, role: ConnectionRole): Connect
  */
 export async function connectRedis(target: RedisTarget): Promise<Redis> {
   const redis = new Redis({ ...redisOptions(target, 'client'), lazyConnect: true });
-  redis.on('error', () => undefined);
+  // ioredis rejects connect() with a bare "Connection is closed"; the socket's own error says why.
+  let cause: unknown;
+  redis.on('error', (err) => (cause ??= err));
   try {
     await redis.connect();
     return redis;
   } catch (err) {
     redis.disconnect();
-    throw new VecmillError('E_REDIS', `cannot reach Redis at ${redactRedisUrl(target.url)}: ${describeError(err)}; check --redis and that redis-server is running`, {
+    const why = (cause as NodeJS.ErrnoException | undefined)?.code ?? describeError(cause ?? err);
+    throw new RedisError(`cannot reach Redis at ${redactRedisUrl(target.url)} (${why}); check --redis and that redis-server is running`, {
       redis: redactRedisUrl(target.url),
-    }, { cause: err });
+    }, { cause: cause ?? err });
   }
 }

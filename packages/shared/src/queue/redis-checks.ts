@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { describeError, VecmillError } from '../errors.js';
+import { describeError, RedisError } from '../errors.js';
 
 /**
  * Refuses a Redis that may evict keys: under memory pressure an evicting policy silently drops
@@ -21,8 +21,7 @@ export async function checkRedisSettings(redis: Redis, where: string, onWarning:
     return;
   }
   if (policy !== 'noeviction') {
-    throw new VecmillError(
-      'E_REDIS',
+    throw new RedisError(
       `Redis at ${where} has maxmemory-policy ${policy}, which may evict queued jobs; set it to noeviction (CONFIG SET maxmemory-policy noeviction, or in redis.conf)`,
       { redis: where, policy },
     );
