@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { loadWorkerConfig } from '@vecmill/shared/distributed-config';
+import { loadWorkerConfig } from '@vecmill/shared/config';
 import { checkRedisSettings } from '@vecmill/shared/queue/redis-checks';
 import { startWorker, type RunningWorker } from '@vecmill/worker/worker-main';
 import { projectRoot } from '../support/fixtures.js';

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makeDataset } from '@vecmill/shared/datagen/make-dataset';
-import { loadProduceConfig } from '@vecmill/shared/distributed-config';
+import { loadProduceConfig } from '@vecmill/shared/config';
 import { outputKeys } from '@vecmill/shared/run-plan';
 import { parseLocation } from '@vecmill/shared/storage/location';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';

@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import { Ajv2019 } from 'ajv/dist/2019.js';
 import { parse } from 'yaml';
 import { loadEnvSettings } from '@vecmill/shared/config';
-import { loadProduceConfig, loadWorkerConfig } from '@vecmill/shared/distributed-config';
+import { loadProduceConfig, loadWorkerConfig } from '@vecmill/shared/config';
 import { projectRoot } from '../support/fixtures.js';
 
 const infra = join(projectRoot, 'infra');

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { QueueKeys } from 'bullmq';
 import { parseAllDocuments } from 'yaml';
 import { loadEnvSettings } from '@vecmill/shared/config';
-import { loadWorkerConfig } from '@vecmill/shared/distributed-config';
+import { loadWorkerConfig } from '@vecmill/shared/config';
 import { DEFAULT_QUEUE_PREFIX, queueNames } from '@vecmill/shared/queue/queue-names';
 import { projectRoot } from '../support/fixtures.js';
 import { applyJson6902, objectId, readYamlObjects, renderKustomization, strategicMerge, type K8sObject } from '../support/k8s-kustomize.js';

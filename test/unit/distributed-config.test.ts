@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { distributedDefaults, loadProduceConfig, loadStatusConfig, loadWorkerConfig } from '@vecmill/shared/distributed-config';
+import { distributedDefaults, loadProduceConfig, loadStatusConfig, loadWorkerConfig } from '@vecmill/shared/config';
 import { ConfigError } from '@vecmill/shared/errors';
 import { redactRedisUrl, redisOptions } from '@vecmill/shared/queue/bullmq-connection';
 

@@ -1,22 +1,15 @@
-import { randomBytes } from 'node:crypto';
-import { planRun, sniffInputKind } from '@vecmill/producer/plan-run';
+import { openOutput, planFromRunConfig } from '@vecmill/producer/plan-from-config';
 import type { RunConfig } from '@vecmill/shared/config';
-import { StorageError, describeError } from '@vecmill/shared/errors';
 import type { Manifest } from '@vecmill/shared/manifest';
 import { ClipTokenizer } from '@vecmill/shared/model/clip-tokenizer';
-import { detectProviderAvailability, planExecutionProviders } from '@vecmill/shared/model/execution-provider';
-import { loadModelFolder } from '@vecmill/shared/model/model-folder';
 import { OnnxEmbedder } from '@vecmill/shared/model/onnx-embedder';
 import { PreprocessPool } from '@vecmill/shared/model/preprocess-pool';
-import { resolveModelDir } from '@vecmill/shared/model/resolve-model';
 import { LocalQueue } from '@vecmill/shared/queue/local-queue';
 import type { RunEventSink } from '@vecmill/shared/queue/run-events';
 import { modalities, type RunPlan } from '@vecmill/shared/run-plan';
-import { formatLocation, parseLocation } from '@vecmill/shared/storage/location';
-import type { ObjectStore } from '@vecmill/shared/storage/object-store';
+import { parseLocation } from '@vecmill/shared/storage/location';
 import { createObjectOpener } from '@vecmill/shared/storage/open-object';
-import { openStore, resolveInputs } from '@vecmill/shared/storage/open-store';
-import { withResilientReads } from '@vecmill/shared/storage/resilient-read';
+import { openStore } from '@vecmill/shared/storage/open-store';
 import { createEmbedProcessor } from '@vecmill/worker/embed-processor';
 import { mergeRun, readManifestIfPublished } from '@vecmill/worker/merge-processor';
 import { ReuseIndex } from '@vecmill/worker/reuse-index';
@@ -40,58 +33,15 @@ export interface EmbeddedRunResult {
  * embedding starts.
  */
 export async function runEmbedded(config: RunConfig, events: RunEventSink, cwd = process.cwd()): Promise<EmbeddedRunResult> {
-  const outputUri = formatLocation(parseLocation(config.output, cwd));
-  const output = withResilientReads(openStore(parseLocation(config.output, cwd), config.env.s3));
+  const opened = openOutput(config, cwd);
+  const { output, outputUri } = opened;
   const published = await readManifestIfPublished(output);
   if (published !== undefined) {
     return { runId: published.runId, manifest: published, outputUri, alreadyPublished: true, resumed: true, splitsComputed: 0, splitsReused: published.splits };
   }
-
-  const inputs = (await resolveInputs(config.inputs, config.env.s3, cwd)).map((i) => ({
-    uri: i.uri,
-    store: i.store,
-    key: i.info.key,
-    size: i.info.size,
-    etag: i.info.etag,
-    modified: i.info.modified,
-  }));
-  await checkWritable(output, outputUri);
-  const kind = config.kind ?? (await sniffInputKind(inputs));
-  const needs = modalities(kind);
-  const modelDir = await resolveModelDir({ spec: config.model, dtype: config.dtype, needs, cacheDir: config.env.cacheDir, s3: config.env.s3, cwd });
-  const model = await loadModelFolder(modelDir, config.dtype, needs);
+  const { plan, resumed, model, providerPlan } = await planFromRunConfig(config, opened, cwd, (message) => events({ type: 'warning', message }));
+  const needs = modalities(plan.settings.kind);
   const tokenizer = needs.text ? new ClipTokenizer(model.tokenizerJson, model.tokenizerConfig, { contextLength: model.config.contextLength }) : undefined;
-  const providerPlan = planExecutionProviders(config.device, await detectProviderAvailability());
-  if (providerPlan.warning !== undefined) events({ type: 'warning', message: providerPlan.warning });
-
-  const { plan, resumed } = await planRun({
-    inputs,
-    output,
-    outputUri,
-    splitSize: config.splitSize,
-    model: {
-      location: config.model,
-      dtype: config.dtype,
-      fingerprint: model.fingerprint,
-      dims: model.config.projectionDim,
-      preprocessing: model.preprocessorConfig,
-      contextLength: model.config.contextLength,
-    },
-    settings: {
-      kind,
-      dtype: config.dtype,
-      normalize: config.normalize,
-      outDtype: config.outDtype,
-      batchSize: config.batchSize ?? providerPlan.defaultBatchSize,
-      maxPixels: config.maxPixels,
-      fastDecode: config.fastDecode,
-      maxLineBytes: config.maxLineBytes,
-      trimText: config.trimText,
-      formats: config.formats,
-    },
-    runId: config.runId,
-    ...(config.reuse !== undefined ? { reuse: formatLocation(parseLocation(config.reuse, cwd)) } : {}),
-  });
   const reuse = plan.reuse === undefined ? undefined : await ReuseIndex.open(openStore(parseLocation(plan.reuse, cwd), config.env.s3), plan);
 
   const pending: RunPlan['splits'][number][] = [];
@@ -111,10 +61,7 @@ export async function runEmbedded(config: RunConfig, events: RunEventSink, cwd =
     const openObject = createObjectOpener(config.env.s3);
     const processSplit = createEmbedProcessor({
       plan,
-      openInput: (input) => {
-        const { store, key } = openObject(input.uri);
-        return { store: withResilientReads(store), key };
-      },
+      openInput: (input) => openObject(input.uri),
       output,
       embedder,
       tokenizer,
@@ -137,16 +84,5 @@ export async function runEmbedded(config: RunConfig, events: RunEventSink, cwd =
   } finally {
     await embedder.close();
     await images?.close();
-  }
-}
-
-/** Fails before any work when the output cannot be written, rather than after an hour of embedding. */
-async function checkWritable(output: ObjectStore, outputUri: string): Promise<void> {
-  const probe = `.vecmill-write-check-${randomBytes(4).toString('hex')}`;
-  try {
-    await output.put(probe, Buffer.from('ok'));
-    await output.delete(probe);
-  } catch (err) {
-    throw new StorageError(`output ${outputUri} is not writable: ${describeError(err)}`, { output: outputUri }, { cause: err });
   }
 }

@@ -63,6 +63,13 @@ interface PreparedBatch {
   readonly reusedImage: Map<number, Float32Array>;
 }
 
+/**
+ * A batch also ends once its lines hold this many bytes: with multi-megabyte images, 32 rows of
+ * base64 plus their decoded bytes would otherwise dominate memory. Keeps peak RSS flat whatever
+ * the image sizes.
+ */
+const maxBatchBytes = 16 * 1024 * 1024;
+
 /** Rows and failures of a split so far. */
 interface SplitCounts {
   rows: number;
@@ -115,15 +122,18 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
     for (;;) {
       const t0 = performance.now();
       const batch: SplitLine[] = [];
-      while (batch.length < settings.batchSize * windowBatches) {
+      let batchBytes = 0;
+      while (batch.length < settings.batchSize * windowBatches && batchBytes < maxBatchBytes) {
         const next = await lines.next();
         if (next.done === true) break;
         batch.push(next.value);
+        batchBytes += next.value.bytes.length;
       }
       timings.read += performance.now() - t0;
       if (batch.length === 0) break;
       const prepared = await prepareBatch(batch, lineIndex, timings);
       lineIndex += batch.length;
+      batch.length = 0;
       if (inflight !== undefined) await inflight;
       inflight = infer(prepared, timings).then((embedded) => {
         builder.appendBatch({ splitIndex, source: input.uri, ...embedded });

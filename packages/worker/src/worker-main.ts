@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { Redis } from 'ioredis';
 import { UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
-import type { WorkerConfig } from '@vecmill/shared/distributed-config';
+import type { WorkerConfig } from '@vecmill/shared/config';
 import { describeError, ModelError, NotFoundError, PayloadError, VecmillError } from '@vecmill/shared/errors';
 import { ClipTokenizer } from '@vecmill/shared/model/clip-tokenizer';
 import { detectProviderAvailability, planExecutionProviders, type ProviderPlan } from '@vecmill/shared/model/execution-provider';
@@ -128,10 +128,7 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
         const reuse = plan.reuse === undefined ? undefined : await ReuseIndex.open(openStore(parseLocation(plan.reuse, '/'), config.env.s3), plan);
         const processSplit = createEmbedProcessor({
           plan,
-          openInput: (input) => {
-            const { store, key } = openObject(input.uri);
-            return { store: withResilientReads(store), key };
-          },
+          openInput: (input) => openObject(input.uri),
           output,
           embedder: model.embedder,
           tokenizer: model.tokenizer,

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { makeDataset } from '@vecmill/shared/datagen/make-dataset';
-import { loadProduceConfig } from '@vecmill/shared/distributed-config';
+import { loadProduceConfig } from '@vecmill/shared/config';
 import { makeModel } from '@vecmill/shared/modelgen/make-model';
 import { enqueueFlow } from '@vecmill/producer/enqueue-flow';
 import { produceRun } from '@vecmill/producer/produce-run';

@@ -5,7 +5,7 @@ import { buildHnswIndex, HNSW_DEFAULTS } from '@vecmill/shared/retrieval/hnsw-in
 import { PublishedOutput } from '@vecmill/shared/retrieval/output-reader';
 import { formatLocation, parseLocation } from '@vecmill/shared/storage/location';
 import { openStore } from '@vecmill/shared/storage/open-store';
-import { oneOf, positiveIntFlag } from './retrieval-flags.js';
+import { oneOf, positiveInt } from '@vecmill/shared/config';
 
 /** Usage of `vecmill index`, for the command table. */
 export const help = `vecmill index OUTPUT [--modality image|text] [--metric cosine|ip]
@@ -37,9 +37,9 @@ export async function indexCommand(argv: readonly string[]): Promise<number> {
   const d = await buildHnswIndex(output, {
     modality: values.modality === undefined ? (output.modalities[0] ?? 'image') : oneOf(values.modality, ['image', 'text'] as const, '--modality'),
     metric: values.metric === undefined ? HNSW_DEFAULTS.metric : oneOf(values.metric, ['cosine', 'ip'] as const, '--metric'),
-    connectivity: positiveIntFlag(values.connectivity, '--connectivity', HNSW_DEFAULTS.connectivity),
-    expansionAdd: positiveIntFlag(values['expansion-add'], '--expansion-add', HNSW_DEFAULTS.expansionAdd),
-    expansionSearch: positiveIntFlag(values['expansion-search'], '--expansion-search', HNSW_DEFAULTS.expansionSearch),
+    connectivity: values.connectivity === undefined ? HNSW_DEFAULTS.connectivity : positiveInt(values.connectivity, '--connectivity'),
+    expansionAdd: values['expansion-add'] === undefined ? HNSW_DEFAULTS.expansionAdd : positiveInt(values['expansion-add'], '--expansion-add'),
+    expansionSearch: values['expansion-search'] === undefined ? HNSW_DEFAULTS.expansionSearch : positiveInt(values['expansion-search'], '--expansion-search'),
   });
   const recall = d.recallAt10 === null ? '' : `, recall@10 ${d.recallAt10.toFixed(3)} on ${d.recallSample} sampled queries`;
   process.stdout.write(`indexed ${d.rows} ${d.modality} embeddings (${d.metric}, M=${d.connectivity}, efC=${d.expansionAdd}) in ${d.buildMs} ms${recall}: ${d.key}\n`);

@@ -1,4 +1,4 @@
-import { loadProduceConfig } from '@vecmill/shared/distributed-config';
+import { loadProduceConfig } from '@vecmill/shared/config';
 import { produceRun } from '@vecmill/producer/produce-run';
 
 /** Help text of `vecmill produce`, for the command table. */

@@ -7,7 +7,7 @@ import { QueryEmbedder } from '@vecmill/shared/retrieval/query-embedder';
 import { searchOutput } from '@vecmill/shared/retrieval/search-output';
 import { formatLocation, parseLocation } from '@vecmill/shared/storage/location';
 import { openStore } from '@vecmill/shared/storage/open-store';
-import { oneOf, positiveIntFlag } from './retrieval-flags.js';
+import { oneOf, positiveInt } from '@vecmill/shared/config';
 
 /** Usage of `vecmill search`, for the command table. */
 export const help = `vecmill search OUTPUT --text "a cat" | --image FILE [-k 10]
@@ -40,7 +40,7 @@ export async function searchCommand(argv: readonly string[]): Promise<number> {
   const [outputArg] = positionals;
   if (outputArg === undefined) throw new ConfigError('search needs an output: vecmill search OUTPUT --text "a cat" | --image FILE');
   if ((values.text === undefined) === (values.image === undefined)) throw new ConfigError('search needs exactly one query: --text "a cat" or --image FILE');
-  const k = positiveIntFlag(values.k, '-k', 10);
+  const k = values.k === undefined ? 10 : positiveInt(values.k, '-k');
   const modality = values.modality === undefined ? undefined : oneOf(values.modality, ['image', 'text'] as const, '--modality');
   const env = loadEnvSettings();
   const loc = parseLocation(outputArg);

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { loadStatusConfig } from '@vecmill/shared/distributed-config';
+import { loadStatusConfig } from '@vecmill/shared/config';
 import { connectRedis } from '@vecmill/shared/queue/bullmq-connection';
 import { readRunStatus, statusExitCodes, type RunStatus } from '@vecmill/producer/run-status';
 import { formatDuration } from '../progress-reporter.js';

@@ -1,4 +1,4 @@
-import { loadWorkerConfig } from '@vecmill/shared/distributed-config';
+import { loadWorkerConfig } from '@vecmill/shared/config';
 import { startWorker } from '@vecmill/worker/worker-main';
 
 /** Help text of `vecmill worker`, for the command table. */
