@@ -1,17 +1,48 @@
 /**
- * Child-process entry for memory tests: runs `vecmill run` with the given argv in this process
- * and prints one JSON line with the peak RSS (which includes the inference thread) and the rows.
+ * Child-process entry for memory tests and the bench: runs `vecmill run` with the given argv in
+ * this process and prints one JSON line with the peak RSS, the rows, the wall time, the
+ * embedding-phase time (run start to merge start) and the longest event-loop delay meanwhile.
+ *
+ * Peak RSS is the kernel's VmHWM of this process's address space. getrusage's maxRSS is not used:
+ * Linux carries it over from the parent across fork and exec, so a child of a large process
+ * would report the parent's size.
  */
-import { tuneThreadPool } from '@vecmill/shared/config';
-import { loadRunConfig } from '@vecmill/shared/config';
+import { readFileSync } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { loadRunConfig, tuneThreadPool } from '@vecmill/shared/config';
 import { runEmbedded } from 'vecmill/embedded-run';
 
 tuneThreadPool();
-let peak = 0;
+let sampled = 0;
 const timer = setInterval(() => {
-  peak = Math.max(peak, process.memoryUsage.rss());
+  sampled = Math.max(sampled, process.memoryUsage.rss());
 }, 50);
-const result = await runEmbedded(loadRunConfig(process.argv.slice(2)), () => undefined);
+const loop = monitorEventLoopDelay({ resolution: 10 });
+const t0 = performance.now();
+let embedStart = t0;
+let embedEnd = t0;
+const result = await runEmbedded(loadRunConfig(process.argv.slice(2)), (e) => {
+  if (e.type === 'run-start') {
+    embedStart = performance.now();
+    loop.enable();
+  }
+  if (e.type === 'merge-start') {
+    embedEnd = performance.now();
+    loop.disable();
+  }
+});
+const seconds = (performance.now() - t0) / 1000;
 clearInterval(timer);
-const maxRssBytes = Math.max(peak, process.resourceUsage().maxRSS * 1024);
-process.stdout.write(`${JSON.stringify({ maxRssBytes, rows: result.manifest.rows.in, ok: result.manifest.rows.ok })}\n`);
+const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+const maxRssBytes = Math.max(sampled, hwm === null ? 0 : Number(hwm[1]) * 1024);
+process.stdout.write(
+  `${JSON.stringify({
+    maxRssBytes,
+    rows: result.manifest.rows.in,
+    ok: result.manifest.rows.ok,
+    seconds,
+    embedSeconds: (embedEnd - embedStart) / 1000,
+    maxEventLoopDelayMs: loop.max / 1e6,
+    timings: result.manifest.timings,
+  })}\n`,
+);
