@@ -100,7 +100,7 @@ describe('deployed worker endpoints', () => {
     assert.equal(scrape.status, 200);
     assert.match(scrape.headers.get('content-type') ?? '', /^text\/plain/);
     const body = await scrape.text();
-    for (const metric of ['vecmill_rows_total', 'vecmill_row_errors_total', 'vecmill_split_stage_seconds', 'vecmill_jobs_active', 'vecmill_jobs_finished_total', 'vecmill_process_cpu_seconds_total', 'vecmill_process_resident_memory_bytes', 'vecmill_nodejs_eventloop_lag_seconds']) {
+    for (const metric of ['vecmill_rows_total', 'vecmill_row_errors_total', 'vecmill_split_stage_seconds', 'vecmill_batch_stage_seconds', 'vecmill_jobs_active', 'vecmill_jobs_finished_total', 'vecmill_process_cpu_seconds_total', 'vecmill_process_resident_memory_bytes', 'vecmill_nodejs_eventloop_lag_seconds']) {
       assert.match(body, new RegExp(`^# TYPE ${metric} `, 'm'), `${metric} is exported (README's dashboard uses it)`);
     }
 

@@ -73,6 +73,7 @@ describe('distributed mode on a real Redis (local files)', { skip }, () => {
     const okRows = Number(/^vecmill_rows_total\{status="ok"\} (\d+)$/m.exec(metrics)?.[1]);
     assert.ok(okRows > 0, metrics);
     assert.match(metrics, /^vecmill_split_stage_seconds_count\{stage="infer"\} [1-9]/m);
+    assert.match(metrics, /^vecmill_batch_stage_seconds_count\{stage="decode"\} [1-9]/m);
     assert.match(metrics, /^vecmill_jobs_finished_total\{queue="embed",outcome="completed"\} [1-9]/m);
     assert.match(metrics, /^vecmill_jobs_active\{queue="embed"\} 0$/m);
     await stopAll(ws);

@@ -202,7 +202,7 @@ describe('k8s manifests', () => {
     });
     after(() => tmp.cleanup());
 
-    test('runs produce into today\'s folder, reusing yesterday\'s output, with the date as run id', () => {
+    test('runs produce into today\'s folder, reusing yesterday\'s output when it was published, with the date as run id', () => {
       const objects = rendered.get('gpu') ?? [];
       const cron = find(objects, 'CronJob', 'vecmill-nightly-produce')['spec'];
       assert.equal(cron.concurrencyPolicy, 'Forbid');
@@ -213,7 +213,7 @@ describe('k8s manifests', () => {
       // Run the script as the container would, with a `vecmill` on PATH that records its argv.
       const bin = join(tmp.dir, 'bin');
       spawnSync('mkdir', ['-p', bin]);
-      writeFileSync(join(bin, 'vecmill'), `#!/bin/sh\nprintf '%s\\n' "$@" > "${join(tmp.dir, 'argv')}"\n`);
+      writeFileSync(join(bin, 'vecmill'), `#!/bin/sh\nif [ "$1" = inspect ]; then exit "\${INSPECT_EXIT:-0}"; fi\nprintf '%s\\n' "$@" > "${join(tmp.dir, 'argv')}"\n`);
       chmodSync(join(bin, 'vecmill'), 0o755);
       const nightly = find(objects, 'ConfigMap', 'vecmill-nightly')['data'];
       const dayBefore = new Date().toISOString().slice(0, 10);
@@ -232,6 +232,10 @@ describe('k8s manifests', () => {
       assert.equal(flag('--reuse'), `${nightly.NIGHTLY_OUTPUT_ROOT}/${yesterday}/`);
       assert.equal(flag('--run-id'), `nightly-${today}`);
       assert.ok(c.env.some((e: Json) => e.name === 'VECMILL_REDIS_URL'), 'Redis comes from the Secret, never argv');
+      const first = spawnSync('/bin/sh', ['-c', c.args[0]], { env: { PATH: `${bin}:/usr/bin:/bin`, INSPECT_EXIT: '1', ...nightly }, encoding: 'utf8' });
+      assert.equal(first.status, 0, first.stderr);
+      assert.match(first.stderr, /no published output at .*: embedding every row/);
+      assert.ok(!readFileSync(join(tmp.dir, 'argv'), 'utf8').includes('--reuse'), 'no --reuse when last night was not published');
     });
   });
 

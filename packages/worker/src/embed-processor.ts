@@ -33,7 +33,12 @@ export interface EmbedProcessorDeps {
 /** Hooks a queue passes in to report progress and to stop a doomed attempt early. */
 export interface EmbedHooks {
   readonly onProgress?: (rowsDone: number) => void;
+  /** Milliseconds one batch spent per stage, for latency histograms. */
+  readonly onBatch?: (stageMs: BatchStageTimings, rows: number) => void;
 }
+
+/** A batch's stage times: the write stage belongs to the whole shard, not to a batch. */
+export type BatchStageTimings = Omit<StageTimings, 'write'>;
 
 /** What processing a split produced. */
 export interface EmbedResult {
@@ -131,14 +136,18 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
       }
       timings.read += performance.now() - t0;
       if (batch.length === 0) break;
+      const before = { ...timings };
       const prepared = await prepareBatch(batch, lineIndex, timings);
+      const stageMs = { read: performance.now() - t0, decode: timings.decode - before.decode, tokenize: timings.tokenize - before.tokenize };
       lineIndex += batch.length;
       batch.length = 0;
       if (inflight !== undefined) await inflight;
+      const inferBefore = timings.infer;
       inflight = infer(prepared, timings).then((embedded) => {
         builder.appendBatch({ splitIndex, source: input.uri, ...embedded });
         count(counts, prepared);
         hooks.onProgress?.(counts.rows);
+        hooks.onBatch?.({ ...stageMs, read: stageMs.read - stageMs.decode - stageMs.tokenize, infer: timings.infer - inferBefore }, prepared.lineIndex.length);
       });
     }
     if (inflight !== undefined) await inflight;

@@ -18,6 +18,13 @@ export class WorkerMetrics {
     buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300],
     registers: [this.registry],
   });
+  private readonly batchStage = new Histogram({
+    name: 'vecmill_batch_stage_seconds',
+    help: 'Time one batch spent per stage (read, decode, tokenize, infer)',
+    labelNames: ['stage'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
   private readonly active = new Gauge({ name: 'vecmill_jobs_active', help: 'Jobs this worker is processing', labelNames: ['queue'] as const, registers: [this.registry] });
   private readonly finished = new Counter({ name: 'vecmill_jobs_finished_total', help: 'Jobs finished, by queue and outcome', labelNames: ['queue', 'outcome'] as const, registers: [this.registry] });
 
@@ -33,6 +40,11 @@ export class WorkerMetrics {
   jobFinished(queue: string, outcome: 'completed' | 'retry' | 'failed'): void {
     this.active.dec({ queue });
     this.finished.inc({ queue, outcome });
+  }
+
+  /** Observes one batch's stage latencies as it completes, so dashboards see stalls while a split runs. */
+  batchDone(stageMs: Readonly<Record<string, number>>): void {
+    for (const [stage, ms] of Object.entries(stageMs)) this.batchStage.observe({ stage }, ms / 1000);
   }
 
   /** Counts a split this worker computed (reused shards were counted by whoever computed them). */

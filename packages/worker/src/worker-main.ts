@@ -159,6 +159,7 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
         last = now;
         job.updateProgress({ rows }).catch(() => undefined);
       },
+      onBatch: (stageMs) => metrics.batchDone(stageMs),
     });
     if (result.computed) metrics.splitComputed(result.marker);
     log('split-done', { runId: payload.runId, split: payload.split, job: job.id, computed: result.computed, rows: result.marker.rowsIn, failed: result.marker.rowsFailed, dataKey: result.marker.dataKey });
