@@ -57,3 +57,20 @@ describe('parseRow reports each failure reason', () => {
     });
   }
 });
+
+describe('parseRow without decoding the image', () => {
+  it('hands the raw base64 field on, for a preprocessing thread to decode', () => {
+    const field = Buffer.from('aGVsbG8=');
+    const row = parseRow(Buffer.concat([Buffer.from('a caption\t'), field]), 'pairs', { decodeImage: false });
+    assert.ok(row.ok);
+    assert.equal(row.text, 'a caption');
+    assert.equal(row.image, undefined);
+    assert.deepEqual(row.imageBase64, field);
+  });
+
+  it('still reports structural problems itself', () => {
+    const row = parseRow(Buffer.from('caption\t'), 'pairs', { decodeImage: false });
+    assert.equal(row.ok, false);
+    assert.equal(!row.ok && row.reason, 'missing_field');
+  });
+});

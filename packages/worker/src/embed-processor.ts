@@ -98,6 +98,10 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
   // Text-only inputs read several batches at once and sort them by token length, so each model
   // call pads to a near-uniform length; with images the window stays one batch to bound memory.
   const windowBatches = preprocess === undefined && padTo === undefined ? 8 : 1;
+  // Without --reuse, base64 fields go to the preprocessing threads undecoded: decoding, hashing
+  // and their garbage stay off the event loop. With --reuse the hash must be known before
+  // decoding (a reused image is never decoded), so it is computed here.
+  const hashImagesHere = deps.reuse !== undefined;
 
   return async function processSplit(splitIndex, hooks = {}) {
     const split = plan.splits[splitIndex];
@@ -195,7 +199,7 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
         b.errors.push({ reason: 'line_too_long', message: `line is longer than --max-line-bytes ${settings.maxLineBytes}` });
         return;
       }
-      const parsed = parseRow(line.bytes, settings.kind);
+      const parsed = parseRow(line.bytes, settings.kind, { decodeImage: hashImagesHere });
       if (!parsed.ok) {
         b.text.push(parsed.text ?? null);
         b.errors.push({ reason: parsed.reason, message: parsed.message });
@@ -209,6 +213,10 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
         imageRows.push(r);
         images.push(parsed.image);
       }
+      if (parsed.imageBase64 !== undefined) {
+        imageRows.push(r);
+        images.push(parsed.imageBase64);
+      }
     });
     if (deps.reuse !== undefined) await findReused(deps.reuse, b, imageRows, images);
 
@@ -220,7 +228,8 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
       const buffer = new Float32Array(images.length * pixelsPerImage);
       const okSlots = await mapLimit(images, deps.decodeConcurrency, async (bytes, slot) => {
         try {
-          await pool.preprocessInto(bytes, buffer, slot * pixelsPerImage);
+          if (hashImagesHere) await pool.preprocessInto(bytes, buffer, slot * pixelsPerImage);
+          else b.imageSha256[imageRows[slot] as number] = await pool.preprocessBase64Into(bytes, buffer, slot * pixelsPerImage);
           return true;
         } catch (err) {
           const reason: RowErrorReason = err instanceof RowError ? err.reason : 'corrupt_image';

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { decodeBase64Strict } from '../tsv/base64.js';
 import { preprocessImageInto, type DecodeOptions, type PreprocessSpec } from './image-preprocess.js';
 
 /**
@@ -8,6 +10,11 @@ import { preprocessImageInto, type DecodeOptions, type PreprocessSpec } from './
 export interface ImagePreprocessor {
   readonly spec: PreprocessSpec;
   preprocessInto(bytes: Buffer, out: Float32Array, offset: number): Promise<void>;
+  /**
+   * Decodes a strict base64 field first (RowError `bad_base64` when invalid), then preprocesses
+   * the image; resolves with the sha256 of the decoded image bytes, the row's content hash.
+   */
+  preprocessBase64Into(field: Buffer, out: Float32Array, offset: number): Promise<Uint8Array>;
   close(): Promise<void>;
 }
 
@@ -20,6 +27,12 @@ export class InlinePreprocessor implements ImagePreprocessor {
 
   preprocessInto(bytes: Buffer, out: Float32Array, offset: number): Promise<void> {
     return preprocessImageInto(bytes, this.spec, this.options, out, offset);
+  }
+
+  async preprocessBase64Into(field: Buffer, out: Float32Array, offset: number): Promise<Uint8Array> {
+    const bytes = decodeBase64Strict(field);
+    await preprocessImageInto(bytes, this.spec, this.options, out, offset);
+    return createHash('sha256').update(bytes).digest();
   }
 
   async close(): Promise<void> {}

@@ -13,11 +13,13 @@ export interface PreprocessThreadInit {
 export interface PreprocessRequest {
   readonly id: number;
   readonly bytes: ArrayBuffer;
+  /** The bytes are a base64 field to decode (and hash) first. */
+  readonly base64: boolean;
 }
 
 /** Pixels (transferred) or why the image failed. */
 export type PreprocessReply =
-  | { readonly id: number; readonly pixels: Float32Array }
+  | { readonly id: number; readonly pixels: Float32Array; readonly sha256: Uint8Array | undefined }
   | { readonly id: number; readonly error: { readonly rowReason: RowErrorReason | undefined; readonly message: string } };
 
 /**
@@ -27,7 +29,7 @@ export type PreprocessReply =
 export class PreprocessPool implements ImagePreprocessor {
   readonly spec: PreprocessSpec;
   private readonly threads: { worker: Worker; pending: number }[];
-  private readonly waiting = new Map<number, { resolve: (p: Float32Array) => void; reject: (e: Error) => void; thread: { pending: number } }>();
+  private readonly waiting = new Map<number, { resolve: (r: { pixels: Float32Array; sha256: Uint8Array | undefined }) => void; reject: (e: Error) => void; thread: { pending: number } }>();
   private nextId = 0;
   private failure: Error | undefined;
 
@@ -47,16 +49,25 @@ export class PreprocessPool implements ImagePreprocessor {
   }
 
   async preprocessInto(bytes: Buffer, out: Float32Array, offset: number): Promise<void> {
-    if (this.failure !== undefined) throw this.failure;
+    out.set((await this.send(bytes, false)).pixels, offset);
+  }
+
+  async preprocessBase64Into(field: Buffer, out: Float32Array, offset: number): Promise<Uint8Array> {
+    const { pixels, sha256 } = await this.send(field, true);
+    out.set(pixels, offset);
+    return sha256 as Uint8Array;
+  }
+
+  private send(bytes: Buffer, base64: boolean): Promise<{ pixels: Float32Array; sha256: Uint8Array | undefined }> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
     const thread = this.threads.reduce((a, b) => (b.pending < a.pending ? b : a));
     const id = this.nextId++;
     const copy = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
-    const pixels = await new Promise<Float32Array>((resolve, reject) => {
+    return new Promise((resolve, reject) => {
       thread.pending++;
       this.waiting.set(id, { resolve, reject, thread });
-      thread.worker.postMessage({ id, bytes: copy } satisfies PreprocessRequest, [copy]);
+      thread.worker.postMessage({ id, bytes: copy, base64 } satisfies PreprocessRequest, [copy]);
     });
-    out.set(pixels, offset);
   }
 
   async close(): Promise<void> {
@@ -69,7 +80,7 @@ export class PreprocessPool implements ImagePreprocessor {
     if (w === undefined) return;
     this.waiting.delete(reply.id);
     w.thread.pending--;
-    if ('pixels' in reply) w.resolve(reply.pixels);
+    if ('pixels' in reply) w.resolve({ pixels: reply.pixels, sha256: reply.sha256 });
     else if (reply.error.rowReason !== undefined) w.reject(new RowError(reply.error.rowReason, reply.error.message));
     else w.reject(new RowError('corrupt_image', reply.error.message));
   }

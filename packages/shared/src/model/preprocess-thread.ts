@@ -1,10 +1,12 @@
 /**
- * Entry point of a preprocessing thread: decode with sharp and resize with the exact bicubic
- * resampler here, so that neither the JavaScript resize nor the CHW conversion ever runs on the
- * event loop that renews queue locks, and so that they use every core.
+ * Entry point of a preprocessing thread: base64-decode, hash, decode with sharp and resize with
+ * the exact bicubic resampler here, so that none of it (nor the garbage it makes) ever runs on
+ * the event loop that renews queue locks, and so that it uses every core.
  */
+import { createHash } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import { RowError } from '../errors.js';
+import { decodeBase64Strict } from '../tsv/base64.js';
 import { preprocessImage, parsePreprocessSpec, type DecodeOptions } from './image-preprocess.js';
 import type { PreprocessReply, PreprocessRequest, PreprocessThreadInit } from './preprocess-pool.js';
 
@@ -14,9 +16,18 @@ const options: DecodeOptions = init.options;
 const port = parentPort;
 if (port === null) throw new Error('preprocess-thread must run as a worker thread');
 
+/** Decodes the request's bytes (base64 fields are decoded and hashed here, off the event loop). */
+async function run(req: PreprocessRequest): Promise<{ pixels: Float32Array; sha256: Uint8Array | undefined }> {
+  const input = Buffer.from(req.bytes);
+  const bytes = req.base64 ? decodeBase64Strict(input) : input;
+  const pixels = await preprocessImage(bytes, spec, options);
+  return { pixels, sha256: req.base64 ? new Uint8Array(createHash('sha256').update(bytes).digest()) : undefined };
+}
+
 port.on('message', (req: PreprocessRequest) => {
-  preprocessImage(Buffer.from(req.bytes), spec, options).then(
-    (pixels) => port.postMessage({ id: req.id, pixels } satisfies PreprocessReply, [pixels.buffer as ArrayBuffer]),
+  run(req).then(
+    ({ pixels, sha256 }) =>
+      port.postMessage({ id: req.id, pixels, sha256 } satisfies PreprocessReply, [pixels.buffer as ArrayBuffer, ...(sha256 === undefined ? [] : [sha256.buffer as ArrayBuffer])]),
     (err: unknown) =>
       port.postMessage({
         id: req.id,

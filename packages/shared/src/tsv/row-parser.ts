@@ -8,8 +8,18 @@ import type { InputKind } from './input-kind.js';
  * so error rows can still show which sample they were.
  */
 export type ParsedRow =
-  | { ok: true; text?: string; image?: Buffer }
+  | { ok: true; text?: string; image?: Buffer; imageBase64?: Buffer }
   | { ok: false; reason: RowErrorReason; message: string; text?: string };
+
+/** How much of a row `parseRow` decodes. */
+export interface ParseRowOptions {
+  /**
+   * Decode the base64 image field here (default true). With false the row carries the raw field
+   * as `imageBase64`, for a preprocessing thread to decode (and reject as `bad_base64`) off the
+   * event loop.
+   */
+  readonly decodeImage?: boolean;
+}
 
 const TAB = 0x09;
 /** Fatal, so invalid UTF-8 becomes a `bad_utf8` row instead of U+FFFD silently fed to the tokenizer. */
@@ -21,8 +31,9 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * caption in a pairs row is valid; an empty line is not a row of any kind (`missing_field` for
  * pairs and image, `empty_text` for text).
  */
-export function parseRow(line: Buffer, kind: InputKind): ParsedRow {
+export function parseRow(line: Buffer, kind: InputKind, options: ParseRowOptions = {}): ParsedRow {
   const tab = line.indexOf(TAB);
+  const decodeImage = options.decodeImage === false ? keepImageField : decodeImageField;
   switch (kind) {
     case 'pairs': {
       if (tab === -1) {
@@ -62,7 +73,11 @@ function decodeText(bytes: Buffer): string | ParsedRow {
   }
 }
 
-function decodeImage(field: Buffer, text: string | undefined): ParsedRow {
+function keepImageField(field: Buffer, text: string | undefined): ParsedRow {
+  return text === undefined ? { ok: true, imageBase64: field } : { ok: true, text, imageBase64: field };
+}
+
+function decodeImageField(field: Buffer, text: string | undefined): ParsedRow {
   let image: Buffer;
   try {
     image = decodeBase64Strict(field);
