@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { makeDataset } from '@vecmill/shared/datagen/make-dataset';
 import { LocalStore } from '@vecmill/shared/storage/local-store';
 import { runEmbedded } from 'vecmill/embedded-run';
-import { readOutputRows, runCli, spawnWorker, waitUntil, type WorkerProcess } from '../support/distributed-helpers.js';
+import { readOutputRows, runCli, spawnWorker, type WorkerProcess } from '../support/distributed-helpers.js';
 import { redisSkipReason, startRedisServer, type RedisTestServer } from '../support/redis-server.js';
 import { runConfig } from '../support/run-helpers.js';
 import { tinyModelDir } from '../support/tiny-model.js';
@@ -51,9 +51,12 @@ describe('a Redis ACL user limited to the run key prefix is enough to run', { sk
     assert.equal(produce.code, 0, produce.stderr);
     assert.match(produce.stderr, /maxmemory-policy/, 'CONFIG GET is not allowed: a warning, not a failure');
     worker = spawnWorker(url, ['--prefix', 'tenant1']);
-    await waitUntil(() => readdirSync(join(dir, 'out')).includes('_SUCCESS'), 90_000, '_SUCCESS');
-    const status = await runCli(['status', '--redis', url, '--prefix', 'tenant1', '--run', 'acl-run', '--json']);
+    const status = await runCli(['status', '--redis', url, '--prefix', 'tenant1', '--run', 'acl-run', '--json', '--watch', '--interval', '200']);
     assert.equal(status.code, 0, status.stderr);
+    const states = status.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { state: string }).state);
+    assert.equal(states.at(-1), 'succeeded', '--watch follows the run until it ends, then exits 0');
+    assert.ok(states.slice(0, -1).every((st) => st === 'running'));
+    assert.ok(readdirSync(join(dir, 'out')).includes('_SUCCESS'));
     worker.child.kill('SIGTERM');
     assert.equal(await worker.exited, 0, worker.stderr());
 
