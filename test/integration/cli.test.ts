@@ -1,27 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makeDataset } from '@vecmill/shared/datagen/make-dataset';
 import { startFakeHub, type FakeHub } from '../support/fake-hub-server.js';
-import { projectRoot } from '../support/fixtures.js';
+import { runCli } from '../support/distributed-helpers.js';
 import { tinyModelDir } from '../support/tiny-model.js';
 import { makeTempDir } from '../support/tmp.js';
-
-const bin = join(projectRoot, 'packages', 'cli', 'bin', 'vecmill.js');
-
-/** Runs the real CLI as a user would, with only the given environment. */
-function vecmill(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { env: { PATH: process.env['PATH'], HOME: process.env['HOME'], ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
 
 describe('the vecmill command line', () => {
   let dir: string;
@@ -41,23 +25,23 @@ describe('the vecmill command line', () => {
   });
 
   it('--help lists every command and exits 0', async () => {
-    const r = await vecmill(['--help']);
+    const r = await runCli(['--help']);
     assert.equal(r.code, 0);
     for (const c of ['vecmill run', 'vecmill make-model', 'vecmill inspect', 'vecmill models pull']) assert.ok(r.stdout.includes(c), c);
   });
 
   it('pulls a model from a hub endpoint into the cache, then runs with --model REPO_ID, then inspects', async () => {
     const env = { HF_ENDPOINT: hub.endpoint, VECMILL_CACHE: join(dir, 'cache') };
-    const pull = await vecmill(['models', 'pull', 'test-org/tiny-clip'], env);
+    const pull = await runCli(['models', 'pull', 'test-org/tiny-clip'], env);
     assert.equal(pull.code, 0, pull.stderr);
     assert.match(pull.stdout, /use --model test-org\/tiny-clip/);
-    const run = await vecmill(['run', '--input', join(dir, 'pairs.tsv'), '--model', 'test-org/tiny-clip', '--output', join(dir, 'out'), '--progress', 'json'], env);
+    const run = await runCli(['run', '--input', join(dir, 'pairs.tsv'), '--model', 'test-org/tiny-clip', '--output', join(dir, 'out'), '--progress', 'json'], env);
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stdout, /20 rows in, 20 ok/);
     const events = run.stderr.trim().split('\n').map((l) => JSON.parse(l) as { type: string });
     assert.equal(events[0]?.type, 'run-start');
     assert.equal(events.at(-1)?.type, 'merge-done');
-    const inspect = await vecmill(['inspect', join(dir, 'out')], env);
+    const inspect = await runCli(['inspect', join(dir, 'out')], env);
     assert.equal(inspect.code, 0);
     assert.match(inspect.stdout, /20 rows in, 20 ok/);
   });
@@ -70,7 +54,7 @@ describe('the vecmill command line', () => {
   ];
   for (const [name, args, message] of failures) {
     it(`fails with one clear line and a non-zero exit on ${name}`, async () => {
-      const r = await vecmill(args.map((a) => a.replace('__DATA__', join(dir, 'pairs.tsv')).replace('__OUT__', join(dir, 'o-fail'))), { VECMILL_CACHE: join(dir, 'empty-cache') });
+      const r = await runCli(args.map((a) => a.replace('__DATA__', join(dir, 'pairs.tsv')).replace('__OUT__', join(dir, 'o-fail'))), { VECMILL_CACHE: join(dir, 'empty-cache') });
       assert.notEqual(r.code, 0);
       assert.match(r.stderr, message);
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
