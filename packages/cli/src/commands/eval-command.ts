@@ -2,11 +2,9 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { loadEnvSettings } from '@vecmill/shared/config';
 import { ConfigError, InputError } from '@vecmill/shared/errors';
-import { PublishedOutput } from '@vecmill/shared/retrieval/output-reader';
+import { openPublishedOutput } from '@vecmill/shared/retrieval/output-reader';
 import { QueryEmbedder } from '@vecmill/shared/retrieval/query-embedder';
 import { DEFAULT_PROMPT_TEMPLATE, evaluateOutput, type AtK, type OutputEval } from '@vecmill/shared/retrieval/recall-eval';
-import { formatLocation, parseLocation } from '@vecmill/shared/storage/location';
-import { openStore } from '@vecmill/shared/storage/open-store';
 
 /** Usage of `vecmill eval`, for the command table. */
 export const help = `vecmill eval OUTPUT [--labels FILE [--template "${DEFAULT_PROMPT_TEMPLATE}"]] [--json]
@@ -28,8 +26,7 @@ export async function evalCommand(argv: readonly string[]): Promise<number> {
   if (outputArg === undefined) throw new ConfigError('eval needs an output: vecmill eval OUTPUT [--labels FILE]');
   if (values.template !== undefined && values.labels === undefined) throw new ConfigError('--template only applies with --labels FILE');
   const env = loadEnvSettings();
-  const loc = parseLocation(outputArg);
-  const output = await PublishedOutput.open(openStore(loc, env.s3), formatLocation(loc));
+  const output = await openPublishedOutput(outputArg, env.s3);
   let result: OutputEval;
   if (values.labels === undefined) {
     result = await evaluateOutput(output);

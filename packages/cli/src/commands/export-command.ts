@@ -2,9 +2,7 @@ import { parseArgs } from 'node:util';
 import { loadEnvSettings } from '@vecmill/shared/config';
 import { ConfigError } from '@vecmill/shared/errors';
 import { exportToLance } from '@vecmill/shared/retrieval/lancedb-export';
-import { PublishedOutput } from '@vecmill/shared/retrieval/output-reader';
-import { formatLocation, parseLocation } from '@vecmill/shared/storage/location';
-import { openStore } from '@vecmill/shared/storage/open-store';
+import { openPublishedOutput } from '@vecmill/shared/retrieval/output-reader';
 
 /** Usage of `vecmill export`, for the command table. */
 export const help = `vecmill export lancedb OUTPUT --db PATH|s3://... --table NAME [--index]
@@ -27,8 +25,7 @@ export async function exportCommand(argv: readonly string[]): Promise<number> {
   if (values.db === undefined) throw new ConfigError('--db is required: a LanceDB folder or s3://bucket/prefix');
   if (values.table === undefined) throw new ConfigError('--table is required: the LanceDB table to write');
   const env = loadEnvSettings();
-  const loc = parseLocation(outputArg);
-  const output = await PublishedOutput.open(openStore(loc, env.s3), formatLocation(loc));
+  const output = await openPublishedOutput(outputArg, env.s3);
   const result = await exportToLance(output, { db: values.db, table: values.table, index: values.index === true, s3: env.s3 });
   const indexed = result.indexed.length > 0 ? `; indexed ${result.indexed.join(', ')}` : '';
   process.stdout.write(`exported ${result.rows} rows of run ${output.manifest.runId} into ${values.db} table ${result.table} (${result.tableRows} rows now)${indexed}\n`);

@@ -2,9 +2,7 @@ import { parseArgs } from 'node:util';
 import { loadEnvSettings } from '@vecmill/shared/config';
 import { ConfigError } from '@vecmill/shared/errors';
 import { buildHnswIndex, HNSW_DEFAULTS } from '@vecmill/shared/retrieval/hnsw-index';
-import { PublishedOutput } from '@vecmill/shared/retrieval/output-reader';
-import { formatLocation, parseLocation } from '@vecmill/shared/storage/location';
-import { openStore } from '@vecmill/shared/storage/open-store';
+import { openPublishedOutput } from '@vecmill/shared/retrieval/output-reader';
 import { oneOf, positiveInt } from '@vecmill/shared/config';
 
 /** Usage of `vecmill index`, for the command table. */
@@ -32,8 +30,7 @@ export async function indexCommand(argv: readonly string[]): Promise<number> {
   });
   const [outputArg] = positionals;
   if (outputArg === undefined) throw new ConfigError('index needs an output: vecmill index OUTPUT [--modality image|text]');
-  const loc = parseLocation(outputArg);
-  const output = await PublishedOutput.open(openStore(loc, loadEnvSettings().s3), formatLocation(loc));
+  const output = await openPublishedOutput(outputArg, loadEnvSettings().s3);
   const d = await buildHnswIndex(output, {
     modality: values.modality === undefined ? (output.modalities[0] ?? 'image') : oneOf(values.modality, ['image', 'text'] as const, '--modality'),
     metric: values.metric === undefined ? HNSW_DEFAULTS.metric : oneOf(values.metric, ['cosine', 'ip'] as const, '--metric'),

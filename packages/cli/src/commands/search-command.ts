@@ -2,11 +2,9 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { loadEnvSettings } from '@vecmill/shared/config';
 import { ConfigError, InputError } from '@vecmill/shared/errors';
-import { PublishedOutput } from '@vecmill/shared/retrieval/output-reader';
+import { openPublishedOutput } from '@vecmill/shared/retrieval/output-reader';
 import { QueryEmbedder } from '@vecmill/shared/retrieval/query-embedder';
 import { searchOutput } from '@vecmill/shared/retrieval/search-output';
-import { formatLocation, parseLocation } from '@vecmill/shared/storage/location';
-import { openStore } from '@vecmill/shared/storage/open-store';
 import { oneOf, positiveInt } from '@vecmill/shared/config';
 
 /** Usage of `vecmill search`, for the command table. */
@@ -43,8 +41,7 @@ export async function searchCommand(argv: readonly string[]): Promise<number> {
   const k = values.k === undefined ? 10 : positiveInt(values.k, '-k');
   const modality = values.modality === undefined ? undefined : oneOf(values.modality, ['image', 'text'] as const, '--modality');
   const env = loadEnvSettings();
-  const loc = parseLocation(outputArg);
-  const output = await PublishedOutput.open(openStore(loc, env.s3), formatLocation(loc));
+  const output = await openPublishedOutput(outputArg, env.s3);
   const tower = values.text !== undefined ? 'text' : 'image';
   const embedder = await QueryEmbedder.open(output.manifest, [tower], { ...(values.model === undefined ? {} : { model: values.model }), cacheDir: env.cacheDir, s3: env.s3 });
   let query: Float32Array;

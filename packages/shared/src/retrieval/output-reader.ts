@@ -2,7 +2,10 @@ import { ConfigError, InputError } from '../errors.js';
 import { COLUMNS, readEmbeddingTable, type EmbeddingDtype, type EmbeddingTable, type Modality } from '../formats/embedding-table.js';
 import type { Manifest } from '../manifest.js';
 import { modalities, outputKeys } from '../run-plan.js';
+import { formatLocation, parseLocation } from '../storage/location.js';
 import type { ObjectStore } from '../storage/object-store.js';
+import { openStore } from '../storage/open-store.js';
+import type { S3ClientOptions } from '../storage/s3-store.js';
 
 /** One vector index recorded in manifest.json by `vecmill index` (its full description is the `index.json` sidecar). */
 export interface ManifestIndexEntry {
@@ -187,4 +190,10 @@ function blockOf(table: EmbeddingTable, modalities: readonly Modality[], keep: r
     sources: keep.map((r) => String(source.get(r))),
     offsets: keep.map((r) => Number(offset.get(r))),
   };
+}
+
+/** Opens the published output a command names (a local path or `s3://`), for the retrieval commands. */
+export function openPublishedOutput(uri: string, s3: S3ClientOptions | undefined): Promise<PublishedOutput> {
+  const location = parseLocation(uri);
+  return PublishedOutput.open(openStore(location, s3), formatLocation(location));
 }
