@@ -59,9 +59,13 @@ export class MemoryStore implements ObjectStore {
   }
 
   readRange(key: string, start: number, end: number): Readable {
-    const object = this.get(key);
     this.rangeReads.push({ key, start, end });
-    return Readable.from(this.chunks(object, start, Math.min(end, object.size)));
+    // Lazily, like the real stores: a missing key fails the stream, not the call.
+    const chunks = function* (store: MemoryStore): Generator<Buffer> {
+      const object = store.get(key);
+      yield* store.chunks(object, start, Math.min(end, object.size));
+    };
+    return Readable.from(chunks(this));
   }
 
   async read(key: string): Promise<Buffer> {

@@ -149,9 +149,14 @@ export class S3Store implements ObjectStore {
             body.destroy();
             return;
           }
-          body.on('error', (err) => out.destroy(s3Error(err, 'read', uri)));
+          const served = servedRangeStart(response.ContentRange);
+          if (served !== undefined && served !== start) {
+            body.destroy();
+            out.destroy(new StorageError(`reading ${uri}: asked for bytes from ${start}, the server sent ${response.ContentRange ?? 'a different range'}`, { key: uri }));
+            return;
+          }
           out.on('close', () => body.destroy());
-          body.pipe(out);
+          pipeAtMost(body, out, end - start, (err) => s3Error(err, 'read', uri));
         },
         (err: unknown) => {
           if (out.destroyed) return;
@@ -309,4 +314,37 @@ function s3Error(err: unknown, op: 'list' | 'stat' | 'read' | 'write' | 'delete'
 
 function unquote(etag: string | undefined): string {
   return (etag ?? '').replace(/"/g, '');
+}
+
+/** First byte of a `Content-Range: bytes S-E/N` header, or undefined when the server sent none. */
+function servedRangeStart(contentRange: string | undefined): number | undefined {
+  const m = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(contentRange ?? '');
+  return m === null ? undefined : Number(m[1]);
+}
+
+/**
+ * Pipes at most `limit` bytes of `body` into `out`, then ends `out` and drops the rest. HTTP lets
+ * a server send more than the range asked for (some S3-compatible servers answer `bytes=0-0` with
+ * the whole object); a split reader must never see bytes past its range.
+ */
+function pipeAtMost(body: Readable, out: PassThrough, limit: number, wrap: (err: unknown) => Error): void {
+  let left = limit;
+  // Destroying the body once enough arrived may make it emit an error: that one is ours, not a failure.
+  body.on('error', (err) => {
+    if (left > 0) out.destroy(wrap(err));
+  });
+  body.on('data', (chunk: Buffer) => {
+    if (left <= 0) return;
+    const piece = chunk.byteLength <= left ? chunk : chunk.subarray(0, left);
+    left -= piece.byteLength;
+    if (!out.write(piece)) body.pause();
+    if (left === 0) {
+      out.end();
+      body.destroy();
+    }
+  });
+  out.on('drain', () => body.resume());
+  body.on('end', () => {
+    if (!out.writableEnded) out.end();
+  });
 }
