@@ -3,7 +3,7 @@ import { parseCommandLine } from '@vecmill/shared/parse-command-line';
 import { loadEnvSettings } from '@vecmill/shared/config';
 import { formatLocation, parseLocation } from '@vecmill/shared/storage/location';
 import { openStore } from '@vecmill/shared/storage/open-store';
-import { readManifestIfPublished } from '@vecmill/worker/merge-processor';
+import { readManifestIfPublished } from '@vecmill/shared/manifest';
 import { summarizeManifest } from '../manifest-summary.js';
 
 
