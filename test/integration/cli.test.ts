@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { cp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makeDataset } from '@vecmill/shared/datagen/make-dataset';
 import { startFakeHub, type FakeHub } from '../support/fake-hub-server.js';
 import { runCli } from '../support/distributed-helpers.js';
+import { projectRoot } from '../support/fixtures.js';
 import { tinyModelDir } from '../support/tiny-model.js';
 import { makeTempDir } from '../support/tmp.js';
 
@@ -29,6 +31,21 @@ describe('the vecmill command line', () => {
     const r = await runCli(['--help']);
     assert.equal(r.code, 0);
     for (const c of ['vecmill run', 'vecmill make-model', 'vecmill inspect', 'vecmill models pull']) assert.ok(r.stdout.includes(c), c);
+  });
+
+  it('`npx vecmill` prints no npm warning about an unknown project config', async () => {
+    // npm 11 warns about every .npmrc key it does not know, on every `npx vecmill ...`.
+    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn('npm', ['exec', '--offline', '--', 'vecmill', '--help'], { cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+      child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+      child.once('close', (code) => resolve({ code, stdout, stderr }));
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /usage: vecmill <command>/);
+    assert.doesNotMatch(r.stderr, /Unknown (project|user|global|env|cli) config/);
   });
 
   it('pulls a model from a hub endpoint into the cache, then runs with --model REPO_ID, then inspects', async () => {
