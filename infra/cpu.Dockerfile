@@ -20,7 +20,8 @@ COPY packages/worker/package.json packages/worker/
 COPY packages/cli/package.json packages/cli/
 # --ignore-scripts: the root `prepare` would compile the tests and tools too (the packages are
 # compiled below), and no dependency script is needed on CPU: onnxruntime-node ships its CPU
-# binaries (its install script, which would download the CUDA provider, never runs), and sharp
+# binaries (its install script, which would download the CUDA provider, is also denied by
+# package.json's allowScripts), and sharp
 # and msgpackr-extract bring prebuilt binaries as optional packages.
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.base.json ./

@@ -26,10 +26,11 @@ RUN npm ci --ignore-scripts --no-audit --no-fund
 # The CUDA provider's libraries are not in the npm package: onnxruntime-node's postinstall
 # downloads them (from NuGet) into node_modules/onnxruntime-node/bin/napi-v6/linux/x64/.
 #  - ONNXRUNTIME_NODE_INSTALL=cuda12 asks for them.
-#  - npm 11 runs no dependency install script that allowScripts has not approved, and it refuses
-#    --allow-scripts and npm_config_allow_scripts in a project install (EALLOWSCRIPTS), so the
-#    approval goes into a project .npmrc of this stage only; `npm rebuild` then runs the postinstall.
-RUN printf 'allow-scripts=onnxruntime-node\n' >> .npmrc \
+#  - package.json's allowScripts denies onnxruntime-node's script (so CPU installs never download
+#    the provider), and npm 11 takes the first allowScripts layer that has any entry: package.json
+#    beats .npmrc, and --allow-scripts is refused in a project install (EALLOWSCRIPTS). So this
+#    stage's copy of package.json approves it instead; `npm rebuild` then runs the postinstall.
+RUN npm pkg set allowScripts.onnxruntime-node=true --json \
  && ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node --foreground-scripts \
  && test -f node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so
 COPY tsconfig.base.json ./
