@@ -13,15 +13,16 @@ FROM node:20.20.2-bookworm-slim AS build
 # The lockfile was written by npm 11; the same npm resolves and links it the same way here.
 RUN npm install --global npm@11.19.1
 WORKDIR /app
-COPY package.json package-lock.json .npmrc ./
+COPY package.json package-lock.json ./
 COPY packages/shared/package.json packages/shared/
 COPY packages/producer/package.json packages/producer/
 COPY packages/worker/package.json packages/worker/
 COPY packages/cli/package.json packages/cli/
 # --ignore-scripts: the root `prepare` would compile the tests and tools too (the packages are
 # compiled below), and no dependency script is needed on CPU: onnxruntime-node ships its CPU
-# binaries (the .npmrc's onnxruntime-node-install=skip keeps its CUDA download off), and sharp and
-# msgpackr-extract bring prebuilt binaries as optional packages.
+# binaries (its install script, which would download the CUDA provider, is also denied by
+# package.json's allowScripts), and sharp
+# and msgpackr-extract bring prebuilt binaries as optional packages.
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.base.json ./
 COPY packages ./packages

@@ -16,7 +16,7 @@ RUN npm install --global npm@11.19.1 \
  && apt-get install --yes --no-install-recommends tini=0.19.0-1+b3 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-COPY package.json package-lock.json .npmrc ./
+COPY package.json package-lock.json ./
 COPY packages/shared/package.json packages/shared/
 COPY packages/producer/package.json packages/producer/
 COPY packages/worker/package.json packages/worker/
@@ -25,12 +25,12 @@ COPY packages/cli/package.json packages/cli/
 RUN npm ci --ignore-scripts --no-audit --no-fund
 # The CUDA provider's libraries are not in the npm package: onnxruntime-node's postinstall
 # downloads them (from NuGet) into node_modules/onnxruntime-node/bin/napi-v6/linux/x64/.
-#  - ONNXRUNTIME_NODE_INSTALL=cuda12 asks for them; the environment variable wins over the
-#    project .npmrc's onnxruntime-node-install=skip, which keeps CPU builds from downloading.
-#  - npm 11 runs no dependency install script that allowScripts has not approved, and it refuses
-#    --allow-scripts and npm_config_allow_scripts in a project install (EALLOWSCRIPTS), so the
-#    approval is appended to this stage's copy of .npmrc; `npm rebuild` then runs the postinstall.
-RUN printf 'allow-scripts=onnxruntime-node\n' >> .npmrc \
+#  - ONNXRUNTIME_NODE_INSTALL=cuda12 asks for them.
+#  - package.json's allowScripts denies onnxruntime-node's script (so CPU installs never download
+#    the provider), and npm 11 takes the first allowScripts layer that has any entry: package.json
+#    beats .npmrc, and --allow-scripts is refused in a project install (EALLOWSCRIPTS). So this
+#    stage's copy of package.json approves it instead; `npm rebuild` then runs the postinstall.
+RUN npm pkg set allowScripts.onnxruntime-node=true --json \
  && ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node --foreground-scripts \
  && test -f node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so
 COPY tsconfig.base.json ./

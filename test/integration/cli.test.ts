@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { cp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makeDataset } from '@vecmill/shared/datagen/make-dataset';
 import { startFakeHub, type FakeHub } from '../support/fake-hub-server.js';
 import { runCli } from '../support/distributed-helpers.js';
+import { projectRoot } from '../support/fixtures.js';
 import { tinyModelDir } from '../support/tiny-model.js';
 import { makeTempDir } from '../support/tmp.js';
 
@@ -30,6 +33,21 @@ describe('the vecmill command line', () => {
     for (const c of ['vecmill run', 'vecmill make-model', 'vecmill inspect', 'vecmill models pull']) assert.ok(r.stdout.includes(c), c);
   });
 
+  it('`npx vecmill` prints no npm warning about an unknown project config', async () => {
+    // npm 11 warns about every .npmrc key it does not know, on every `npx vecmill ...`.
+    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn('npm', ['exec', '--offline', '--', 'vecmill', '--help'], { cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+      child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+      child.once('close', (code) => resolve({ code, stdout, stderr }));
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /usage: vecmill <command>/);
+    assert.doesNotMatch(r.stderr, /Unknown (project|user|global|env|cli) config/);
+  });
+
   it('pulls a model from a hub endpoint into the cache, then runs with --model REPO_ID, then inspects', async () => {
     const env = { HF_ENDPOINT: hub.endpoint, VECMILL_CACHE: join(dir, 'cache') };
     const pull = await runCli(['models', 'pull', 'test-org/tiny-clip'], env);
@@ -44,6 +62,42 @@ describe('the vecmill command line', () => {
     const inspect = await runCli(['inspect', join(dir, 'out')], env);
     assert.equal(inspect.code, 0);
     assert.match(inspect.stdout, /20 rows in, 20 ok/);
+  });
+
+  it('refuses a damaged or newer manifest.json, plan.json or shard marker in one line naming it', async () => {
+    const published = join(dir, 'published');
+    const runArgs = (out: string): string[] => ['run', '--input', join(dir, 'pairs.tsv'), '--model', model, '--output', out, '--progress', 'json', '--threads', '1'];
+    const first = await runCli(runArgs(published));
+    assert.equal(first.code, 0, first.stderr);
+    const manifest = await readFile(join(published, 'manifest.json'), 'utf8');
+    const plan = await readFile(join(published, 'plan.json'), 'utf8');
+    const marker = await readFile(join(published, 'shards', 'split-000000.done.json'), 'utf8');
+    const newer = (text: string): string => JSON.stringify({ ...(JSON.parse(text) as object), version: 2 });
+    const noRows = (text: string): string => JSON.stringify({ ...(JSON.parse(text) as object), rows: undefined });
+    // Each case: a copy of the published output with one file replaced (and what the reader must reach it).
+    const cases: { name: string; file: string; text: string; unpublish: boolean; commands: string[][]; says: RegExp }[] = [
+      { name: 'truncated manifest', file: 'manifest.json', text: manifest.slice(0, 50), unpublish: false, commands: [['inspect'], ['index'], runArgs('')], says: /manifest\.json in .* is damaged \(it is not valid JSON\); delete manifest\.json and _SUCCESS/ },
+      { name: 'manifest without rows', file: 'manifest.json', text: noRows(manifest), unpublish: false, commands: [['inspect'], runArgs('')], says: /manifest\.json in .* is damaged \(field rows is missing\)/ },
+      { name: 'newer manifest', file: 'manifest.json', text: newer(manifest), unpublish: false, commands: [['inspect'], ['search', '--text', 'a cat'], runArgs('')], says: /manifest\.json in .* was written by a newer vecmill \(format version 2; this one reads up to 1\): upgrade vecmill/ },
+      { name: 'truncated plan', file: 'plan.json', text: plan.slice(0, 50), unpublish: true, commands: [runArgs('')], says: /plan\.json in .* is damaged \(it is not valid JSON\); delete the output folder/ },
+      { name: 'newer plan', file: 'plan.json', text: newer(plan), unpublish: true, commands: [runArgs('')], says: /plan\.json in .* was written by a newer vecmill/ },
+      { name: 'newer marker', file: 'shards/split-000000.done.json', text: newer(marker), unpublish: true, commands: [runArgs('')], says: /shards\/split-000000\.done\.json in .* was written by a newer vecmill/ },
+      { name: 'truncated marker', file: 'shards/split-000000.done.json', text: marker.slice(0, 30), unpublish: true, commands: [runArgs('')], says: /shards\/split-000000\.done\.json in .* is damaged \(it is not valid JSON\); delete it to recompute the split/ },
+    ];
+    for (const [i, c] of cases.entries()) {
+      const out = join(dir, `damaged-${i}`);
+      await cp(published, out, { recursive: true });
+      await writeFile(join(out, c.file), c.text);
+      if (c.unpublish) await rm(join(out, '_SUCCESS'));
+      for (const command of c.commands) {
+        const args = command[0] === 'run' ? runArgs(out) : [command[0]!, out, ...command.slice(1)];
+        const r = await runCli(args, { VECMILL_CACHE: join(dir, 'empty-cache') });
+        assert.equal(r.code, 1, `${c.name}, ${args[0]}: ${r.stderr}`);
+        const lines = r.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('{'));
+        assert.equal(lines.length, 1, `${c.name}, ${args[0]}: one line besides progress events: ${r.stderr}`);
+        assert.match(lines[0]!, new RegExp(`^vecmill ${args[0]}: ${c.says.source}.* \\[E_INPUT\\]$`), `${c.name}, ${args[0]}`);
+      }
+    }
   });
 
   const failures: [string, string[], RegExp][] = [

@@ -46,7 +46,11 @@ describe('loadRunConfig', () => {
     ['bad size', [...base, '--split-size', 'lots'], /--split-size lots: expected a size/],
     ['zero concurrency', [...base, '--concurrency', '0'], /--concurrency 0/],
     ['bad format', [...base, '--formats', 'csv'], /--formats csv/],
-    ['unknown flag', [...base, '--colour'], /vecmill run: .*--colour/],
+    ['unknown flag', [...base, '--colour'], /^unknown flag --colour$/],
+    ['a flag without its value', [...base, '--kind'], /^--kind needs a value$/],
+    ['a flag whose value is the next flag', ['--model', '--input', 'i', '--output', 'o'], /^--model needs a value/],
+    ['a value given to a switch', [...base, '--fast-decode=yes'], /^--fast-decode takes no value/],
+    ['a stray argument', [...base, 'extra.tsv'], /^unexpected argument "extra.tsv"$/],
   ];
   for (const [name, argv, message] of bad) {
     it(`fails in one line on ${name}`, () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { distributedDefaults, loadProduceConfig, loadStatusConfig, loadWorkerConfig } from '@vecmill/shared/config';
-import { ConfigError } from '@vecmill/shared/errors';
+import { ConfigError, UsageError } from '@vecmill/shared/errors';
 import { redactRedisUrl, redisOptions } from '@vecmill/shared/queue/bullmq-connection';
 
 describe('distributed config', () => {
@@ -22,13 +22,28 @@ describe('distributed config', () => {
     assert.throws(() => loadProduceConfig(['--redis', 'redis://h', '--resume', 'a:b'], {}), ConfigError);
   });
 
+  for (const form of [['-o', '/out'], ['--output', '/out'], ['--output=/out'], ['-o/out']]) {
+    it(`produce --resume keeps the output given as ${form.join(' ')}`, () => {
+      const c = loadProduceConfig(['--redis', 'redis://h', '--resume', 'r1', ...form], {});
+      assert.equal(c.run, undefined);
+      assert.equal(c.output, '/out');
+    });
+  }
+
+  it('produce --resume with embedding flags plans run ID, and refuses a --run-id naming another run', () => {
+    const c = loadProduceConfig(['--redis', 'redis://h', '--resume', 'r1', '-i', 'a.tsv', '-m', 'm', '-o', '/out'], {});
+    assert.equal(c.run?.runId, 'r1');
+    assert.equal(c.output, '/out');
+    assert.throws(() => loadProduceConfig(['--redis', 'redis://h', '--resume', 'r1', '-i', 'a.tsv', '-m', 'm', '-o', '/out', '--run-id', 'r2'], {}), UsageError);
+  });
+
   it('a missing --redis, a bad prefix or a bad flag is one ConfigError', () => {
     assert.throws(() => loadStatusConfig(['--run', 'r'], {}), /--redis is required/);
     assert.equal(loadStatusConfig(['--run', 'r'], { VECMILL_REDIS_URL: 'redis://env:1' }).redis.url, 'redis://env:1');
     assert.throws(() => loadWorkerConfig(['--redis', 'redis://h', '--prefix', 'a:b'], {}), /--prefix/);
     assert.throws(() => loadWorkerConfig(['--redis', 'redis://h', '--queues', 'embed,shell'], {}), /--queues shell/);
-    assert.throws(() => loadWorkerConfig(['--redis', 'redis://h', '--bogus'], {}), /vecmill worker/);
-    assert.throws(() => loadProduceConfig(['--redis', 'redis://h', '--input', 'a', '--model', 'm', '--output', 'o', '--bogus'], {}), /vecmill produce.*--bogus/);
+    assert.throws(() => loadWorkerConfig(['--redis', 'redis://h', '--bogus'], {}), /^UsageError: unknown flag --bogus$/);
+    assert.throws(() => loadProduceConfig(['--redis', 'redis://h', '--input', 'a', '--model', 'm', '--output', 'o', '--bogus'], {}), /^UsageError: unknown flag --bogus$/);
   });
 
   it('worker flags have documented defaults', () => {

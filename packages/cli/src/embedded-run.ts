@@ -1,6 +1,6 @@
 import { openOutput, planFromRunConfig } from '@vecmill/producer/plan-from-config';
 import type { RunConfig } from '@vecmill/shared/config';
-import type { Manifest } from '@vecmill/shared/manifest';
+import { readManifestIfPublished, type Manifest } from '@vecmill/shared/manifest';
 import { ClipTokenizer } from '@vecmill/shared/model/clip-tokenizer';
 import { OnnxEmbedder } from '@vecmill/shared/model/onnx-embedder';
 import { PreprocessPool } from '@vecmill/shared/model/preprocess-pool';
@@ -11,7 +11,7 @@ import { parseLocation } from '@vecmill/shared/storage/location';
 import { createObjectOpener } from '@vecmill/shared/storage/open-object';
 import { openStore } from '@vecmill/shared/storage/open-store';
 import { createEmbedProcessor } from '@vecmill/worker/embed-processor';
-import { mergeRun, readManifestIfPublished } from '@vecmill/worker/merge-processor';
+import { mergeRun } from '@vecmill/worker/merge-processor';
 import { ReuseIndex } from '@vecmill/worker/reuse-index';
 import { readShardMarker } from '@vecmill/worker/shard-commit';
 

@@ -1,4 +1,4 @@
-import { describeError, VecmillError } from '@vecmill/shared/errors';
+import { describeError, UsageError, VecmillError } from '@vecmill/shared/errors';
 import * as evalCmd from './commands/eval-command.js';
 import * as exportCmd from './commands/export-command.js';
 import * as indexCmd from './commands/index-command.js';
@@ -37,7 +37,10 @@ ${Object.values(commands)
 `;
 }
 
-/** Parses the verb, runs it, and turns any error into one line and a non-zero exit code. */
+/**
+ * Parses the verb, runs it, and turns any error into one line and a non-zero exit code: 2 for a
+ * wrong command line (with a usage hint), 1 for everything else.
+ */
 export async function main(argv: readonly string[]): Promise<number> {
   const [verb, ...rest] = argv;
   if (verb === undefined || verb === '--help' || verb === '-h' || verb === 'help') {
@@ -56,8 +59,12 @@ export async function main(argv: readonly string[]): Promise<number> {
   try {
     return await command.run(rest);
   } catch (err) {
-    process.stderr.write(`\nvecmill ${verb}: ${describeError(err)}${err instanceof VecmillError ? ` [${err.code}]` : ''}\n`);
+    // A usage error comes before any output; other errors may follow a progress bar, so on a terminal they start a new line.
+    const usage = err instanceof UsageError;
+    const lead = !usage && process.stderr.isTTY === true ? '\n' : '';
+    const hint = usage ? `; see \`vecmill ${verb} --help\`` : '';
+    process.stderr.write(`${lead}vecmill ${verb}: ${describeError(err)}${hint}${err instanceof VecmillError ? ` [${err.code}]` : ''}\n`);
     if (!(err instanceof VecmillError) && err instanceof Error && err.stack !== undefined) process.stderr.write(`${err.stack}\n`);
-    return 1;
+    return usage ? 2 : 1;
   }
 }

@@ -7,8 +7,9 @@
  */
 import { availableParallelism, homedir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ConfigError } from './errors.js';
+import type { ParseArgsConfig } from 'node:util';
+import { UsageError } from './errors.js';
+import { parseCommandLine, type FlagValues } from './parse-command-line.js';
 import type { RedisTarget } from './queue/bullmq-connection.js';
 import { DEFAULT_QUEUE_PREFIX, queuePrefixPattern, type QueueRole } from './queue/queue-names.js';
 import type { DeviceRequest } from './model/execution-provider.js';
@@ -96,9 +97,13 @@ const runOptions = {
 
 /** Parses `vecmill run` flags. */
 export function loadRunConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): RunConfig {
-  const v = parseFlags(argv, runOptions, 'run');
+  return runConfigFrom(parseCommandLine(argv, runOptions).values, env);
+}
+
+/** The run settings from parsed flags: shared by `run` and `produce`, so both plan a run identically. */
+function runConfigFrom(v: FlagValues<typeof runOptions>, env: NodeJS.ProcessEnv): RunConfig {
   const inputs = v.input ?? [];
-  if (inputs.length === 0) throw new ConfigError('--input is required: a TSV file, a folder, a glob, s3://bucket/key or s3://bucket/prefix/');
+  if (inputs.length === 0) throw new UsageError('--input is required: a TSV file, a folder, a glob, s3://bucket/key or s3://bucket/prefix/', { flag: '--input' });
   const envSettings = loadEnvSettings(env);
   return {
     inputs,
@@ -136,7 +141,7 @@ export interface MakeModelConfig {
 
 /** Parses `vecmill make-model` flags. */
 export function loadMakeModelConfig(argv: readonly string[]): MakeModelConfig {
-  const v = parseFlags(argv, { preset: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, tokenizer: { type: 'string' } }, 'make-model');
+  const v = parseCommandLine(argv, { preset: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, tokenizer: { type: 'string' } }).values;
   return {
     preset: v.preset === undefined ? 'tiny' : oneOf(v.preset, ['tiny', 'vit-b-32'] as const, '--preset'),
     out: required(v.out, '--out', 'the folder to write the model into'),
@@ -155,15 +160,12 @@ export interface PullConfig {
 
 /** Parses `vecmill models pull REPO_ID` flags. */
 export function loadPullConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): PullConfig {
-  const { values: v, positionals } = parseArgs({
-    args: [...argv],
-    options: { revision: { type: 'string' }, dtype: { type: 'string' } },
-    allowPositionals: true,
-    strict: true,
-  });
-  const repoId = positionals[0];
-  if (repoId === undefined || !/^[\w.-]+\/[\w.-]+$/.test(repoId)) {
-    throw new ConfigError('models pull needs a repository id like `Xenova/clip-vit-base-patch32`');
+  const { values: v, positionals } = parseCommandLine(argv, { revision: { type: 'string' }, dtype: { type: 'string' } }, [
+    { name: 'REPO_ID', what: 'a Hugging Face repository id like Xenova/clip-vit-base-patch32' },
+  ]);
+  const repoId = positionals[0] as string;
+  if (!/^[\w.-]+\/[\w.-]+$/.test(repoId)) {
+    throw new UsageError(`REPO_ID ${JSON.stringify(repoId)}: expected a repository id like Xenova/clip-vit-base-patch32`, { argument: 'REPO_ID' });
   }
   return {
     repoId,
@@ -208,11 +210,11 @@ export function tuneThreadPool(env: NodeJS.ProcessEnv = process.env): void {
 /** Parses `64MiB`, `1G`, `512k`, `1000` into bytes. */
 export function parseSize(text: string, flag: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(text.trim());
-  if (m === null) throw new ConfigError(`${flag} ${text}: expected a size such as 64MiB, 512k or 1000000`, { flag });
+  if (m === null) throw new UsageError(`${flag} ${text}: expected a size such as 64MiB, 512k or 1000000`, { flag });
   const unit = (m[2] ?? '').toLowerCase();
   const mult = unit === '' ? 1 : 1024 ** ('kmgt'.indexOf(unit) + 1);
   const bytes = Math.floor(Number(m[1]) * mult);
-  if (bytes < 1) throw new ConfigError(`${flag} ${text}: must be at least one byte`, { flag });
+  if (bytes < 1) throw new UsageError(`${flag} ${text}: must be at least one byte`, { flag });
   return bytes;
 }
 
@@ -222,35 +224,27 @@ function parseFormats(text: string): OutputFormat[] {
   return [...out];
 }
 
-function parseFlags<T extends NonNullable<ParseArgsConfig['options']>>(argv: readonly string[], options: T, command: string) {
-  try {
-    return parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values;
-  } catch (err) {
-    throw new ConfigError(`vecmill ${command}: ${(err as Error).message.split('\n')[0] ?? ''} (see \`vecmill ${command} --help\`)`, { command }, { cause: err });
-  }
-}
-
 function required(value: string | undefined, flag: string, what: string): string {
-  if (value === undefined || value === '') throw new ConfigError(`${flag} is required: ${what}`, { flag });
+  if (value === undefined || value === '') throw new UsageError(`${flag} is required: ${what}`, { flag });
   return value;
 }
 
 /** A flag value that must be one of a few words; fails naming the flag and the choices. */
 export function oneOf<const T extends string>(value: string, allowed: readonly T[], flag: string): T {
-  if (!(allowed as readonly string[]).includes(value)) throw new ConfigError(`${flag} ${value}: expected one of ${allowed.join(', ')}`, { flag });
+  if (!(allowed as readonly string[]).includes(value)) throw new UsageError(`${flag} ${value}: expected one of ${allowed.join(', ')}`, { flag });
   return value as T;
 }
 
 /** A whole-number flag of at least 1; fails naming the flag. */
 export function positiveInt(text: string, flag: string): number {
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new ConfigError(`${flag} ${text}: expected a whole number of at least 1`, { flag });
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} ${text}: expected a whole number of at least 1`, { flag });
   return n;
 }
 
 function nonNegativeInt(text: string, flag: string): number {
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 0) throw new ConfigError(`${flag} ${text}: expected a whole number of at least 0`, { flag });
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} ${text}: expected a whole number of at least 0`, { flag });
   return n;
 }
 
@@ -337,22 +331,19 @@ const produceFlags = {
 
 /** Parses `vecmill produce` flags; embedding flags are those of `vecmill run`. */
 export function loadProduceConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ProduceConfig {
-  const { mine, rest } = takeFlags(argv, produceFlags);
-  const v = parseFlags(mine, produceFlags, 'produce');
+  const v = parseCommandLine(argv, { ...runOptions, ...produceFlags }).values;
   const resume = v.resume === undefined ? undefined : checkRunIdFlag(v.resume, '--resume');
-  const restFlags = new Set(rest.filter((a) => a.startsWith('--')).map((a) => a.split('=')[0]));
-  const onlyOutput = [...restFlags].every((f) => f === '--output' || f === '--progress');
+  // `--resume ID [--output OUT]` alone re-enqueues from plan.json; any other embedding flag means a full run config.
+  const embedFlags = Object.keys(v).filter((k) => Object.hasOwn(runOptions, k) && k !== 'output' && k !== 'progress');
   let run: RunConfig | undefined;
   let output: string | undefined;
-  if (resume !== undefined && onlyOutput) {
-    output = flagValue(rest, '--output');
+  if (resume !== undefined && embedFlags.length === 0) {
+    output = v.output;
   } else {
-    try {
-      run = loadRunConfig(resume !== undefined ? [...rest, '--run-id', resume] : rest, env);
-    } catch (err) {
-      if (err instanceof ConfigError) throw new ConfigError(err.message.replace('vecmill run', 'vecmill produce').replace('`vecmill run --help`', '`vecmill produce --help`'), err.context, { cause: err });
-      throw err;
+    if (resume !== undefined && v['run-id'] !== undefined && v['run-id'] !== resume) {
+      throw new UsageError(`--run-id ${v['run-id']} and --resume ${resume} name different runs; give one of them`, { flag: '--run-id' });
     }
+    run = runConfigFrom(resume === undefined ? v : { ...v, 'run-id': resume }, env);
     output = run.output;
   }
   return {
@@ -369,7 +360,7 @@ export function loadProduceConfig(argv: readonly string[], env: NodeJS.ProcessEn
 
 /** Parses `vecmill worker` flags. */
 export function loadWorkerConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): WorkerConfig {
-  const v = parseFlags(argv, {
+  const v = parseCommandLine(argv, {
     ...redisFlags,
     queues: { type: 'string' },
     concurrency: { type: 'string' },
@@ -381,10 +372,10 @@ export function loadWorkerConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     'stalled-interval': { type: 'string' },
     'max-stalled': { type: 'string' },
     name: { type: 'string' },
-  }, 'worker');
+  }).values;
   const queues = v.queues === undefined ? distributedDefaults.queues : [...new Set(v.queues.split(',').map((q) => oneOf(q.trim(), ['embed', 'merge'] as const, '--queues')))];
   const port = v['metrics-port'] === undefined ? undefined : Number(v['metrics-port']);
-  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new ConfigError(`--metrics-port ${v['metrics-port']}: expected a port number 0-65535`);
+  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new UsageError(`--metrics-port ${v['metrics-port']}: expected a port number 0-65535`, { flag: '--metrics-port' });
   return {
     ...redisConfig(v, env),
     queues,
@@ -403,8 +394,8 @@ export function loadWorkerConfig(argv: readonly string[], env: NodeJS.ProcessEnv
 
 /** Parses `vecmill status` flags. */
 export function loadStatusConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): StatusConfig {
-  const v = parseFlags(argv, { ...redisFlags, run: { type: 'string' }, watch: { type: 'boolean' }, json: { type: 'boolean' }, interval: { type: 'string' } }, 'status');
-  if (v.run === undefined) throw new ConfigError('--run is required: the run id printed by `vecmill produce`');
+  const v = parseCommandLine(argv, { ...redisFlags, run: { type: 'string' }, watch: { type: 'boolean' }, json: { type: 'boolean' }, interval: { type: 'string' } }).values;
+  if (v.run === undefined) throw new UsageError('--run is required: the run id printed by `vecmill produce`', { flag: '--run' });
   return {
     ...redisConfig(v, env),
     runId: checkRunIdFlag(v.run, '--run'),
@@ -416,44 +407,17 @@ export function loadStatusConfig(argv: readonly string[], env: NodeJS.ProcessEnv
 
 function redisConfig(v: { redis?: string | undefined; 'redis-ca'?: string | undefined; prefix?: string | undefined }, env: NodeJS.ProcessEnv): RedisConfig {
   const url = v.redis ?? env['VECMILL_REDIS_URL'];
-  if (url === undefined || url === '') throw new ConfigError('--redis is required (or set VECMILL_REDIS_URL): e.g. redis://127.0.0.1:6379');
+  if (url === undefined || url === '') throw new UsageError('--redis is required (or set VECMILL_REDIS_URL): e.g. redis://127.0.0.1:6379', { flag: '--redis' });
   const prefix = v.prefix ?? DEFAULT_QUEUE_PREFIX;
-  if (!queuePrefixPattern.test(prefix)) throw new ConfigError(`--prefix ${JSON.stringify(prefix)}: use 1-64 letters, digits, '.', '-' or '_'`);
+  if (!queuePrefixPattern.test(prefix)) throw new UsageError(`--prefix ${JSON.stringify(prefix)}: use 1-64 letters, digits, '.', '-' or '_'`, { flag: '--prefix' });
   const caFile = v['redis-ca'] ?? env['VECMILL_REDIS_CA'];
   return { redis: { url, ...(caFile !== undefined ? { caFile } : {}) }, prefix };
-}
-
-/** Splits argv into the flags named in `options` (with their values) and everything else. */
-function takeFlags(argv: readonly string[], options: NonNullable<ParseArgsConfig['options']>): { mine: string[]; rest: string[] } {
-  const mine: string[] = [];
-  const rest: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i] as string;
-    const name = a.startsWith('--') ? a.slice(2).split('=')[0] ?? '' : '';
-    const spec = options[name];
-    if (spec === undefined) {
-      rest.push(a);
-      continue;
-    }
-    mine.push(a);
-    if (spec.type === 'string' && !a.includes('=') && i + 1 < argv.length) mine.push(argv[++i] as string);
-  }
-  return { mine, rest };
-}
-
-function flagValue(argv: readonly string[], flag: string): string | undefined {
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i] as string;
-    if (a === flag) return argv[i + 1];
-    if (a.startsWith(`${flag}=`)) return a.slice(flag.length + 1);
-  }
-  return undefined;
 }
 
 function checkRunIdFlag(value: string, flag: string): string {
   try {
     return checkRunId(value);
   } catch (err) {
-    throw new ConfigError(`${flag} ${JSON.stringify(value)}: use 1-64 letters, digits, '-' or '_'`, { flag }, { cause: err });
+    throw new UsageError(`${flag} ${JSON.stringify(value)}: use 1-64 letters, digits, '-' or '_'`, { flag }, { cause: err });
   }
 }

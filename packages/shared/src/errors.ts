@@ -40,6 +40,12 @@ export class ConfigError extends VecmillError {
   }
 }
 
+/**
+ * The command line itself is wrong: an unknown flag, a flag without its value, a bad value, a
+ * missing argument. The CLI prints it with a usage hint and exits 2, before any work starts.
+ */
+export class UsageError extends ConfigError {}
+
 /** The input data cannot be read as a whole (missing file, empty prefix, unknown kind). */
 export class InputError extends VecmillError {
   constructor(message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {

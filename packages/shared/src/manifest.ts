@@ -1,5 +1,8 @@
+import { InputError, NotFoundError } from './errors.js';
 import type { ModelFingerprint } from './model/model-folder.js';
-import type { EmbedSettings, PlannedInput } from './run-plan.js';
+import { outputKeys, settingsFields, type EmbedSettings, type PlannedInput } from './run-plan.js';
+import type { ObjectStore } from './storage/object-store.js';
+import { parseVersionedJson, type VersionedJsonFormat } from './versioned-json.js';
 
 /** One published file: consumers check row counts and hashes against these. */
 export interface ManifestFile {
@@ -52,4 +55,68 @@ export interface Manifest {
     readonly write: number;
     readonly merge: number;
   };
+}
+
+/** manifest.json's format: version 1 is the Manifest above. */
+export const manifestFormat: VersionedJsonFormat<Manifest> = {
+  version: 1,
+  fields: {
+    runId: 'string',
+    createdAt: 'string',
+    completedAt: 'string',
+    'inputs[].uri': 'string',
+    model: 'object',
+    'model.location': 'string',
+    'model.dtype': 'string',
+    'model.fingerprint.id': 'string',
+    'model.contextLength': 'integer',
+    ...settingsFields,
+    dims: 'integer',
+    dtype: 'string',
+    normalized: 'boolean',
+    rows: 'object',
+    'rows.in': 'integer',
+    'rows.ok': 'integer',
+    'rows.failed': 'integer',
+    'rows.reused': 'integer',
+    'rows.computed': 'integer',
+    'rows.failedByReason': 'object',
+    splits: 'integer',
+    reusedFrom: 'string?',
+    'files[].key': 'string',
+    'files[].rows': 'integer',
+    'files[].bytes': 'integer',
+    'files[].sha256': 'string',
+    timings: 'object',
+    'timings.read': 'number',
+    'timings.decode': 'number',
+    'timings.tokenize': 'number',
+    'timings.infer': 'number',
+    'timings.write': 'number',
+    'timings.merge': 'number',
+  },
+  remedy: 'delete manifest.json and _SUCCESS, then run the same command again to publish the output from its shards',
+};
+
+/**
+ * Reads manifest.json of an output through `format` (the merger's manifest, or a reader's
+ * extension of it): a damaged one, one from a newer vecmill, or a missing one beside `_SUCCESS`
+ * is refused in one line naming it.
+ */
+export async function readManifest<T extends Manifest>(output: ObjectStore, format: VersionedJsonFormat<T>): Promise<T> {
+  const file = `${outputKeys.manifest} in ${output.description}`;
+  let raw: Buffer;
+  try {
+    raw = await output.read(outputKeys.manifest);
+  } catch (err) {
+    if (err instanceof NotFoundError) throw new InputError(`${file} is missing although _SUCCESS is there; ${format.remedy}`, { file }, { cause: err });
+    throw err;
+  }
+  return parseVersionedJson(raw, format, file);
+}
+
+/** The manifest of a published output (one with `_SUCCESS`), or undefined when it is not published. */
+export async function readManifestIfPublished(output: ObjectStore): Promise<Manifest | undefined> {
+  if (!(await output.exists(outputKeys.success))) return undefined;
+  return readManifest(output, manifestFormat);
 }

@@ -1,7 +1,8 @@
-import { ConfigError, NotFoundError, PayloadError } from './errors.js';
+import { NotFoundError, PayloadError } from './errors.js';
 import type { ModelDtype, ModelFingerprint } from './model/model-folder.js';
 import type { ObjectStore } from './storage/object-store.js';
 import type { InputKind } from './tsv/input-kind.js';
+import { parseVersionedJson, type JsonFieldType, type VersionedJsonFormat } from './versioned-json.js';
 
 /** Output files the merger can write besides the always-on Parquet parts. */
 export type OutputFormat = 'parquet' | 'npy' | 'tsv';
@@ -111,7 +112,54 @@ export function modalities(kind: InputKind): { text: boolean; image: boolean } {
   return { text: kind !== 'image', image: kind !== 'text' };
 }
 
-/** Reads plan.json from an output, or undefined when the output holds no run yet. */
+/** EmbedSettings as plan.json and manifest.json hold it, under `settings`: what every reader of either relies on. */
+export const settingsFields = {
+  settings: 'object',
+  'settings.kind': 'string',
+  'settings.dtype': 'string',
+  'settings.normalize': 'boolean',
+  'settings.outDtype': 'string',
+  'settings.batchSize': 'integer',
+  'settings.maxPixels': 'integer',
+  'settings.fastDecode': 'boolean',
+  'settings.maxLineBytes': 'integer',
+  'settings.trimText': 'boolean',
+  'settings.formats[]': 'string',
+} as const satisfies Record<string, JsonFieldType>;
+
+/** plan.json's format: version 1 is the RunPlan above. */
+export const planFormat: VersionedJsonFormat<RunPlan> = {
+  version: 1,
+  fields: {
+    runId: 'string',
+    createdAt: 'string',
+    output: 'string',
+    'inputs[].uri': 'string',
+    'inputs[].size': 'integer',
+    'inputs[].etag': 'string',
+    'inputs[].modified': 'string',
+    'splits[].index': 'integer',
+    'splits[].input': 'integer',
+    'splits[].start': 'integer',
+    'splits[].end': 'integer',
+    splitSize: 'integer',
+    model: 'object',
+    'model.location': 'string',
+    'model.dtype': 'string',
+    'model.fingerprint.id': 'string',
+    'model.fingerprint.files': 'object',
+    'model.dims': 'integer',
+    'model.contextLength': 'integer',
+    ...settingsFields,
+    reuse: 'string?',
+  },
+  remedy: 'delete the output folder and start the run again',
+};
+
+/**
+ * Reads plan.json from an output, or undefined when the output holds no run yet. A damaged
+ * plan.json, or one from a newer vecmill, is refused in one line naming it.
+ */
 export async function readPlan(output: ObjectStore): Promise<RunPlan | undefined> {
   let raw: Buffer;
   try {
@@ -120,9 +168,5 @@ export async function readPlan(output: ObjectStore): Promise<RunPlan | undefined
     if (err instanceof NotFoundError) return undefined;
     throw err;
   }
-  try {
-    return JSON.parse(raw.toString('utf8')) as RunPlan;
-  } catch (err) {
-    throw new ConfigError(`plan.json in ${output.description} is not valid JSON; delete the output folder and start again`, { output: output.description }, { cause: err });
-  }
+  return parseVersionedJson(raw, planFormat, `${outputKeys.plan} in ${output.description}`);
 }

@@ -6,7 +6,7 @@ import { COLUMNS, readEmbeddingTable, type EmbeddingTable, type Modality } from 
 import { featureTsvLines } from '@vecmill/shared/formats/easynlp-tsv';
 import { npyHeader } from '@vecmill/shared/formats/npy-writer';
 import { writeParquet } from '@vecmill/shared/formats/parquet-io';
-import type { Manifest, ManifestFile } from '@vecmill/shared/manifest';
+import { readManifestIfPublished, type Manifest, type ManifestFile } from '@vecmill/shared/manifest';
 import type { RunEventSink } from '@vecmill/shared/queue/run-events';
 import { modalities, outputKeys, type RunPlan } from '@vecmill/shared/run-plan';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
@@ -128,12 +128,6 @@ export async function mergeRun(deps: MergeDeps): Promise<Manifest> {
   await output.put(outputKeys.success, Buffer.from(`${plan.runId}\n`));
   deps.events?.({ type: 'merge-done', runId: plan.runId, rowsIn: totals.in, rowsOk: totals.ok, rowsFailed: totals.failed });
   return manifest;
-}
-
-/** The manifest of a published output (one with `_SUCCESS`), or undefined. */
-export async function readManifestIfPublished(output: ObjectStore): Promise<Manifest | undefined> {
-  if (!(await output.exists(outputKeys.success))) return undefined;
-  return JSON.parse((await output.read(outputKeys.manifest)).toString('utf8')) as Manifest;
 }
 
 /** Every split's marker, in split order; fails naming the splits that have none. */

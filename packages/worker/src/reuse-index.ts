@@ -4,7 +4,7 @@ import { readEmbeddingTable, type EmbeddingTable, type Modality } from '@vecmill
 import type { Manifest } from '@vecmill/shared/manifest';
 import type { RunPlan } from '@vecmill/shared/run-plan';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
-import { readManifestIfPublished } from './merge-processor.js';
+import { readManifestIfPublished } from '@vecmill/shared/manifest';
 
 /** Finds an embedding computed by an earlier run for the same content, or undefined. */
 export interface ReuseLookup {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { CommitError, NotFoundError } from '@vecmill/shared/errors';
 import { outputKeys } from '@vecmill/shared/run-plan';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
+import { parseVersionedJson, type VersionedJsonFormat } from '@vecmill/shared/versioned-json';
 
 /** Milliseconds spent per stage of a split: where a slow run loses its time. */
 export interface StageTimings {
@@ -88,7 +89,36 @@ export async function commitShard(store: ObjectStore, req: ShardCommitRequest): 
   return { marker: winner, committed: false };
 }
 
-/** The split's marker, or undefined when no attempt has committed it yet. */
+/** The shard marker's format: version 1 is the ShardMarker above. */
+const shardMarkerFormat: VersionedJsonFormat<ShardMarker> = {
+  version: 1,
+  fields: {
+    runId: 'string',
+    splitIndex: 'integer',
+    dataKey: 'string',
+    sha256: 'string',
+    bytes: 'integer',
+    rowsIn: 'integer',
+    rowsOk: 'integer',
+    rowsReused: 'integer',
+    rowsFailed: 'integer',
+    failedByReason: 'object',
+    timings: 'object',
+    'timings.read': 'number',
+    'timings.decode': 'number',
+    'timings.tokenize': 'number',
+    'timings.infer': 'number',
+    'timings.write': 'number',
+    worker: 'string',
+    committedAt: 'string',
+  },
+  remedy: 'delete it to recompute the split',
+};
+
+/**
+ * The split's marker, or undefined when no attempt has committed it yet. A damaged marker, or
+ * one from a newer vecmill, is refused in one line naming it.
+ */
 export async function readShardMarker(store: ObjectStore, splitIndex: number): Promise<ShardMarker | undefined> {
   let raw: Buffer;
   try {
@@ -97,11 +127,7 @@ export async function readShardMarker(store: ObjectStore, splitIndex: number): P
     if (err instanceof NotFoundError) return undefined;
     throw err;
   }
-  try {
-    return JSON.parse(raw.toString('utf8')) as ShardMarker;
-  } catch (err) {
-    throw new CommitError(`the marker of split ${splitIndex} in ${store.description} is not valid JSON; delete it to recompute the split`, { split: splitIndex }, { cause: err });
-  }
+  return parseVersionedJson(raw, shardMarkerFormat, `${outputKeys.shardMarker(splitIndex)} in ${store.description}`);
 }
 
 /** Reads a committed shard's data and checks it against the marker's sha256. */

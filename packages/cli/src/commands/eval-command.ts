@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { loadEnvSettings } from '@vecmill/shared/config';
-import { ConfigError, InputError } from '@vecmill/shared/errors';
+import { InputError, UsageError } from '@vecmill/shared/errors';
+import { parseCommandLine } from '@vecmill/shared/parse-command-line';
 import { openPublishedOutput } from '@vecmill/shared/retrieval/output-reader';
 import { QueryEmbedder } from '@vecmill/shared/retrieval/query-embedder';
 import { DEFAULT_PROMPT_TEMPLATE, evaluateOutput, type AtK, type OutputEval } from '@vecmill/shared/retrieval/recall-eval';
@@ -17,14 +17,13 @@ export const help = `vecmill eval OUTPUT [--labels FILE [--template "${DEFAULT_P
 
 /** `vecmill eval OUTPUT`. */
 export async function evalCommand(argv: readonly string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: [...argv],
-    allowPositionals: true,
-    options: { labels: { type: 'string' }, template: { type: 'string' }, model: { type: 'string' }, json: { type: 'boolean' } },
-  });
-  const [outputArg] = positionals;
-  if (outputArg === undefined) throw new ConfigError('eval needs an output: vecmill eval OUTPUT [--labels FILE]');
-  if (values.template !== undefined && values.labels === undefined) throw new ConfigError('--template only applies with --labels FILE');
+  const { values, positionals } = parseCommandLine(
+    argv,
+    { labels: { type: 'string' }, template: { type: 'string' }, model: { type: 'string' }, json: { type: 'boolean' } },
+    [{ name: 'OUTPUT', what: 'the published output to evaluate (a folder or s3://bucket/prefix/)' }],
+  );
+  const outputArg = positionals[0] as string;
+  if (values.template !== undefined && values.labels === undefined) throw new UsageError('--template only applies with --labels FILE', { flag: '--template' });
   const env = loadEnvSettings();
   const output = await openPublishedOutput(outputArg, env.s3);
   let result: OutputEval;

@@ -1,6 +1,6 @@
-import { parseArgs } from 'node:util';
 import { loadEnvSettings } from '@vecmill/shared/config';
-import { ConfigError } from '@vecmill/shared/errors';
+import { UsageError } from '@vecmill/shared/errors';
+import { parseCommandLine } from '@vecmill/shared/parse-command-line';
 import { exportToLance } from '@vecmill/shared/retrieval/lancedb-export';
 import { openPublishedOutput } from '@vecmill/shared/retrieval/output-reader';
 
@@ -14,16 +14,14 @@ export const help = `vecmill export lancedb OUTPUT --db PATH|s3://... --table NA
 
 /** `vecmill export lancedb OUTPUT --db ... --table ...`. */
 export async function exportCommand(argv: readonly string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: [...argv],
-    allowPositionals: true,
-    options: { db: { type: 'string' }, table: { type: 'string' }, index: { type: 'boolean' } },
-  });
-  const [target, outputArg] = positionals;
-  if (target !== 'lancedb') throw new ConfigError(`export knows one target, lancedb: vecmill export lancedb OUTPUT --db PATH --table NAME`);
-  if (outputArg === undefined) throw new ConfigError('export needs the output to load: vecmill export lancedb OUTPUT --db PATH --table NAME');
-  if (values.db === undefined) throw new ConfigError('--db is required: a LanceDB folder or s3://bucket/prefix');
-  if (values.table === undefined) throw new ConfigError('--table is required: the LanceDB table to write');
+  const { values, positionals } = parseCommandLine(argv, { db: { type: 'string' }, table: { type: 'string' }, index: { type: 'boolean' } }, [
+    { name: 'TARGET', what: 'where to export, lancedb' },
+    { name: 'OUTPUT', what: 'the published output to load (a folder or s3://bucket/prefix/)' },
+  ]);
+  const [target, outputArg] = positionals as [string, string];
+  if (target !== 'lancedb') throw new UsageError(`TARGET ${JSON.stringify(target)}: export knows one target, lancedb`, { argument: 'TARGET' });
+  if (values.db === undefined) throw new UsageError('--db is required: a LanceDB folder or s3://bucket/prefix', { flag: '--db' });
+  if (values.table === undefined) throw new UsageError('--table is required: the LanceDB table to write', { flag: '--table' });
   const env = loadEnvSettings();
   const output = await openPublishedOutput(outputArg, env.s3);
   const result = await exportToLance(output, { db: values.db, table: values.table, index: values.index === true, s3: env.s3 });

@@ -1,6 +1,5 @@
-import { parseArgs } from 'node:util';
 import { loadEnvSettings } from '@vecmill/shared/config';
-import { ConfigError } from '@vecmill/shared/errors';
+import { parseCommandLine } from '@vecmill/shared/parse-command-line';
 import { buildHnswIndex, HNSW_DEFAULTS } from '@vecmill/shared/retrieval/hnsw-index';
 import { openPublishedOutput } from '@vecmill/shared/retrieval/output-reader';
 import { oneOf, positiveInt } from '@vecmill/shared/config';
@@ -17,27 +16,28 @@ export const help = `vecmill index OUTPUT [--modality image|text] [--metric cosi
 
 /** `vecmill index OUTPUT`. */
 export async function indexCommand(argv: readonly string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: [...argv],
-    allowPositionals: true,
-    options: {
+  const { values, positionals } = parseCommandLine(
+    argv,
+    {
       modality: { type: 'string' },
       metric: { type: 'string' },
       connectivity: { type: 'string' },
       'expansion-add': { type: 'string' },
       'expansion-search': { type: 'string' },
     },
-  });
-  const [outputArg] = positionals;
-  if (outputArg === undefined) throw new ConfigError('index needs an output: vecmill index OUTPUT [--modality image|text]');
-  const output = await openPublishedOutput(outputArg, loadEnvSettings().s3);
-  const d = await buildHnswIndex(output, {
-    modality: values.modality === undefined ? (output.modalities[0] ?? 'image') : oneOf(values.modality, ['image', 'text'] as const, '--modality'),
+    [{ name: 'OUTPUT', what: 'the published output to index (a folder or s3://bucket/prefix/)' }],
+  );
+  const outputArg = positionals[0] as string;
+  // Every flag is checked before the output is opened.
+  const modality = values.modality === undefined ? undefined : oneOf(values.modality, ['image', 'text'] as const, '--modality');
+  const settings = {
     metric: values.metric === undefined ? HNSW_DEFAULTS.metric : oneOf(values.metric, ['cosine', 'ip'] as const, '--metric'),
     connectivity: values.connectivity === undefined ? HNSW_DEFAULTS.connectivity : positiveInt(values.connectivity, '--connectivity'),
     expansionAdd: values['expansion-add'] === undefined ? HNSW_DEFAULTS.expansionAdd : positiveInt(values['expansion-add'], '--expansion-add'),
     expansionSearch: values['expansion-search'] === undefined ? HNSW_DEFAULTS.expansionSearch : positiveInt(values['expansion-search'], '--expansion-search'),
-  });
+  };
+  const output = await openPublishedOutput(outputArg, loadEnvSettings().s3);
+  const d = await buildHnswIndex(output, { modality: modality ?? output.modalities[0] ?? 'image', ...settings });
   const recall = d.recallAt10 === null ? '' : `, recall@10 ${d.recallAt10.toFixed(3)} on ${d.recallSample} sampled queries`;
   process.stdout.write(`indexed ${d.rows} ${d.modality} embeddings (${d.metric}, M=${d.connectivity}, efC=${d.expansionAdd}) in ${d.buildMs} ms${recall}: ${d.key}\n`);
   return 0;

@@ -1,5 +1,5 @@
 import { loadPullConfig } from '@vecmill/shared/config';
-import { ConfigError } from '@vecmill/shared/errors';
+import { UsageError } from '@vecmill/shared/errors';
 import { pullModel } from '@vecmill/shared/model/hub-download';
 
 
@@ -10,7 +10,9 @@ export const help = `vecmill models pull REPO_ID [--revision R] [--dtype fp32|fp
 /** `vecmill models pull REPO_ID`: fetch a CLIP ONNX folder from the hub into the cache. */
 export async function modelsCommand(argv: readonly string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  if (sub !== 'pull') throw new ConfigError('usage: vecmill models pull REPO_ID [--revision R] [--dtype fp32|fp16|q8]');
+  if (sub !== 'pull') {
+    throw new UsageError(sub === undefined ? 'SUBCOMMAND is required: pull' : `unknown subcommand ${JSON.stringify(sub)}: the one there is, pull`, { argument: sub ?? 'SUBCOMMAND' });
+  }
   const config = loadPullConfig(rest);
   let lastFile = '';
   const pulled = await pullModel({

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { loadEnvSettings } from '@vecmill/shared/config';
-import { ConfigError, InputError } from '@vecmill/shared/errors';
+import { InputError, UsageError } from '@vecmill/shared/errors';
+import { parseCommandLine } from '@vecmill/shared/parse-command-line';
 import { openPublishedOutput } from '@vecmill/shared/retrieval/output-reader';
 import { QueryEmbedder } from '@vecmill/shared/retrieval/query-embedder';
 import { searchOutput } from '@vecmill/shared/retrieval/search-output';
@@ -22,10 +22,9 @@ export const help = `vecmill search OUTPUT --text "a cat" | --image FILE [-k 10]
 
 /** `vecmill search OUTPUT --text ... | --image ...`. */
 export async function searchCommand(argv: readonly string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: [...argv],
-    allowPositionals: true,
-    options: {
+  const { values, positionals } = parseCommandLine(
+    argv,
+    {
       text: { type: 'string' },
       image: { type: 'string' },
       k: { type: 'string', short: 'k' },
@@ -34,10 +33,10 @@ export async function searchCommand(argv: readonly string[]): Promise<number> {
       model: { type: 'string' },
       json: { type: 'boolean' },
     },
-  });
-  const [outputArg] = positionals;
-  if (outputArg === undefined) throw new ConfigError('search needs an output: vecmill search OUTPUT --text "a cat" | --image FILE');
-  if ((values.text === undefined) === (values.image === undefined)) throw new ConfigError('search needs exactly one query: --text "a cat" or --image FILE');
+    [{ name: 'OUTPUT', what: 'the published output to search (a folder or s3://bucket/prefix/)' }],
+  );
+  const outputArg = positionals[0] as string;
+  if ((values.text === undefined) === (values.image === undefined)) throw new UsageError('search needs exactly one query: --text "a cat" or --image FILE', { flag: '--text' });
   const k = values.k === undefined ? 10 : positiveInt(values.k, '-k');
   const modality = values.modality === undefined ? undefined : oneOf(values.modality, ['image', 'text'] as const, '--modality');
   const env = loadEnvSettings();

@@ -7,10 +7,11 @@ import { Readable } from 'node:stream';
 import { Index, MetricKind, ScalarKind } from 'usearch';
 import { ConfigError, InputError } from '../errors.js';
 import type { Modality } from '../formats/embedding-table.js';
+import { readManifest } from '../manifest.js';
 import { outputKeys } from '../run-plan.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { scoringRows, TopKCollector, type Metric, type SearchHit } from './exact-search.js';
-import type { ManifestIndexEntry, PublishedOutput, RetrievalManifest } from './output-reader.js';
+import { retrievalManifestFormat, type ManifestIndexEntry, type PublishedOutput, type RetrievalManifest } from './output-reader.js';
 
 /**
  * HNSW graph settings. The defaults are usearch's and hnswlib's usual ones; on a measured
@@ -146,7 +147,7 @@ export async function buildHnswIndex(output: PublishedOutput, options: HnswIndex
  * the same moment may lose one entry (last writer wins); its sidecar stays and a rerun restores it.
  */
 export async function recordIndex(store: ObjectStore, entry: ManifestIndexEntry): Promise<RetrievalManifest> {
-  const manifest = JSON.parse((await store.read(outputKeys.manifest)).toString('utf8')) as RetrievalManifest;
+  const manifest = await readManifest(store, retrievalManifestFormat);
   const others = (manifest.indexes ?? []).filter((e) => e.key !== entry.key);
   const updated: RetrievalManifest = { ...manifest, indexes: [...others, entry] };
   await store.put(outputKeys.manifest, Buffer.from(JSON.stringify(updated, null, 2)));

@@ -1,11 +1,12 @@
 import { ConfigError, InputError } from '../errors.js';
 import { COLUMNS, readEmbeddingTable, type EmbeddingDtype, type EmbeddingTable, type Modality } from '../formats/embedding-table.js';
-import type { Manifest } from '../manifest.js';
+import { manifestFormat, readManifest, type Manifest } from '../manifest.js';
 import { modalities, outputKeys } from '../run-plan.js';
 import { formatLocation, parseLocation } from '../storage/location.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { openStore } from '../storage/open-store.js';
 import type { S3ClientOptions } from '../storage/s3-store.js';
+import type { VersionedJsonFormat } from '../versioned-json.js';
 
 /** One vector index recorded in manifest.json by `vecmill index` (its full description is the `index.json` sidecar). */
 export interface ManifestIndexEntry {
@@ -24,6 +25,19 @@ export interface ManifestIndexEntry {
  * index` adds afterwards (the merger never writes that field, so it is optional).
  */
 export type RetrievalManifest = Manifest & { readonly indexes?: readonly ManifestIndexEntry[] };
+
+/** manifest.json's format as retrieval reads it: the merger's fields plus the optional index entries. */
+export const retrievalManifestFormat: VersionedJsonFormat<RetrievalManifest> = {
+  ...manifestFormat,
+  fields: {
+    ...manifestFormat.fields,
+    'indexes[].key': 'string?',
+    'indexes[].descriptor': 'string?',
+    'indexes[].modality': 'string?',
+    'indexes[].metric': 'string?',
+    'indexes[].library': 'string?',
+  },
+};
 
 /** Published rows of one part that have every embedding asked for. */
 export interface RowsBlock {
@@ -82,8 +96,7 @@ export class PublishedOutput {
     if (!(await store.exists(outputKeys.success))) {
       throw new InputError(`${name} holds no published run (no _SUCCESS): wait for the run to finish, or point at a vecmill output folder`, { output: name });
     }
-    const manifest = JSON.parse((await store.read(outputKeys.manifest)).toString('utf8')) as RetrievalManifest;
-    return new PublishedOutput(store, manifest);
+    return new PublishedOutput(store, await readManifest(store, retrievalManifestFormat));
   }
 
   get dims(): number {
