@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { cp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type pg from 'pg';
@@ -50,7 +50,9 @@ describe('vecmill export pgvector (PGlite with pgvector over the wire, and a rea
   let server: PgliteTestServer;
   let db: pg.Client;
   let big: PublishedOutput;
-  let changed: PublishedOutput;
+  let night1: PublishedOutput;
+  let night2: PublishedOutput;
+  let changedCaption: string;
   let half: PublishedOutput;
   let synthetic: string;
   const syntheticRows = 6000;
@@ -59,15 +61,25 @@ describe('vecmill export pgvector (PGlite with pgvector over the wire, and a rea
     ({ dir, cleanup } = await makeTempDir('retrieval-pgvector'));
     const starting = startPgliteServer();
     const model = await tinyModelDir();
-    await makeDataset({ path: join(dir, 'pairs.tsv'), rows: 80, kind: 'pairs', seed: 6, imageSize: 40 });
+    await makeDataset({ path: join(dir, 'pairs.tsv'), rows: 80, kind: 'pairs', seed: 6, imageSize: 40, distinctImages: 80 });
     await runEmbedded(runConfig(['--input', join(dir, 'pairs.tsv'), '--model', model, '--output', join(dir, 'out'), '--split-size', '16KiB']), () => undefined);
     big = await PublishedOutput.open(new LocalStore(join(dir, 'out')));
-    // The next night's run: rows 10-14 now fail (absent from the output), row 20 has a new caption, rows 70-79 are gone.
+    // The next night's run of the same file: rows 10-14 now fail (absent from the output), row 20's caption
+    // changed, rows 70-79 are gone. Line lengths are kept, so every other row keeps its source and offset.
     const lines = (await readFile(join(dir, 'pairs.tsv'), 'utf8')).split('\n').filter((l) => l !== '');
-    const next = lines.slice(0, 70).map((l, i) => (i >= 10 && i < 15 ? `broken row ${i}\tnot base64!` : i === 20 ? `a new caption\t${l.split('\t')[1]}` : l));
-    await writeFile(join(dir, 'next.tsv'), `${next.join('\n')}\n`);
-    await runEmbedded(runConfig(['--input', join(dir, 'next.tsv'), '--model', model, '--output', join(dir, 'next')]), () => undefined);
-    changed = await PublishedOutput.open(new LocalStore(join(dir, 'next')));
+    await mkdir(join(dir, 'nightly'));
+    await writeFile(join(dir, 'nightly', 'data.tsv'), `${lines.join('\n')}\n`);
+    await runEmbedded(runConfig(['--input', join(dir, 'nightly', 'data.tsv'), '--model', model, '--output', join(dir, 'night1')]), () => undefined);
+    const next = lines.slice(0, 70).map((l, i) => {
+      const [caption = '', image = ''] = l.split('\t');
+      if (i >= 10 && i < 15) return `${caption}\t${'!'.repeat(image.length)}`;
+      return i === 20 ? `${caption.toUpperCase()}\t${image}` : l;
+    });
+    await writeFile(join(dir, 'nightly', 'data.tsv'), `${next.join('\n')}\n`);
+    await runEmbedded(runConfig(['--input', join(dir, 'nightly', 'data.tsv'), '--model', model, '--output', join(dir, 'night2')]), () => undefined);
+    night1 = await PublishedOutput.open(new LocalStore(join(dir, 'night1')));
+    night2 = await PublishedOutput.open(new LocalStore(join(dir, 'night2')));
+    changedCaption = lines[20]!.split('\t')[0]!.toUpperCase();
     await runEmbedded(runConfig(['--input', join(dir, 'pairs.tsv'), '--model', model, '--output', join(dir, 'half'), '--out-dtype', 'float16']), () => undefined);
     half = await PublishedOutput.open(new LocalStore(join(dir, 'half')));
     synthetic = join(dir, 'synthetic');
@@ -108,15 +120,19 @@ describe('vecmill export pgvector (PGlite with pgvector over the wire, and a rea
     assert.match(await comment(db, 'pairs'), /^vecmill export: complete, 80 rows of .* \(run /);
   });
 
-  it("answers a nearest-neighbour query through the HNSW index with each image's and each caption's own row first", async () => {
+  it("answers a nearest-neighbour query through the HNSW index with each image's (and each distinct caption's) own row first", async () => {
     await db.query('SET enable_seqscan = off');
     try {
       const plan = (await db.query(`EXPLAIN SELECT id FROM pairs ORDER BY image_embedding <=> (SELECT image_embedding FROM pairs LIMIT 1) LIMIT 1`)).rows.map((r: Record<string, string>) => Object.values(r)[0]).join('\n');
       assert.match(plan, /Index Scan using pairs_image_embedding_hnsw/);
+      const captions = (await db.query('SELECT caption FROM pairs')).rows.map((r: { caption: string }) => r.caption);
+      const unique = new Set(captions.filter((c, i) => captions.indexOf(c) === i && captions.lastIndexOf(c) === i));
+      assert.ok(unique.size >= 10, `${unique.size} distinct captions`);
       for (const modality of ['image', 'text'] as const) {
         const column = `${modality}_embedding`;
         for await (const block of big.blocks(modality)) {
           for (let i = 0; i < block.ids.length; i++) {
+            if (modality === 'text' && !unique.has(block.captions[i]!)) continue;
             const query = vectorLiteral((block.embeddings as Float32Array).subarray(i * big.dims, (i + 1) * big.dims));
             const hit = (await db.query(`SELECT id, ${column} <=> $1 AS d FROM pairs ORDER BY ${column} <=> $1 LIMIT 1`, [query])).rows[0] as { id: string; d: number };
             assert.equal(BigInt(hit.id), block.ids[i], `${modality} row ${block.ids[i]}`);
@@ -140,19 +156,19 @@ describe('vecmill export pgvector (PGlite with pgvector over the wire, and a rea
   });
 
   it('--sync after a changed run deletes the ids it lacks (failed rows, a shorter run) and rewrites only the changed row', async () => {
-    await exportToPgvector(big, { url: server.url, table: 'nightly', index: 'none' });
-    const plain = await exportToPgvector(changed, { url: server.url, table: 'nightly', index: 'none' });
+    await exportToPgvector(night1, { url: server.url, table: 'nightly', index: 'none' });
+    const plain = await exportToPgvector(night2, { url: server.url, table: 'nightly', index: 'none' });
     assert.equal(plain.deleted, 0);
     assert.equal(plain.tableRows, 80, 'without --sync nothing is deleted');
     assert.equal(plain.written, 1, 'only the row with a new caption differs');
     assert.equal(plain.skipped, 5);
-    const synced = await exportToPgvector(changed, { url: server.url, table: 'nightly', index: 'none', sync: true, batchRows: 7 });
+    const synced = await exportToPgvector(night2, { url: server.url, table: 'nightly', index: 'none', sync: true, batchRows: 7 });
     assert.equal(synced.deleted, 15);
     assert.equal(synced.written, 0);
     assert.equal(synced.tableRows, 65);
     const expected = Array.from({ length: 70 }, (_, i) => i).filter((i) => i < 10 || i >= 15);
     assert.deepEqual(await tableIds(db, 'nightly'), expected);
-    assert.equal((await db.query('SELECT caption FROM nightly WHERE id = 20')).rows[0].caption, 'a new caption');
+    assert.equal((await db.query('SELECT caption FROM nightly WHERE id = 20')).rows[0].caption, changedCaption);
   });
 
   it('loads float16 outputs as halfvec(D), exactly, with a halfvec index; --modality image loads one column', async () => {

@@ -157,9 +157,9 @@ class Session {
     readonly target: PgTarget,
   ) {}
 
-  async run(during: string, text: string, values?: readonly unknown[], name?: string): Promise<pg.QueryResult<Record<string, unknown>>> {
+  async run(during: string, text: string, values?: readonly unknown[]): Promise<pg.QueryResult<Record<string, unknown>>> {
     try {
-      return await this.client.query({ text, values: values === undefined ? [] : [...values], ...(name !== undefined ? { name } : {}) });
+      return await this.client.query({ text, values: values === undefined ? [] : [...values] });
     } catch (err) {
       throw pgFailure(err, this.target, during);
     }
@@ -251,8 +251,7 @@ async function loadRows(
       try {
         for (let s = start; s < end; s += perStatement) {
           const e = Math.min(end, s + perStatement);
-          const name = e - s === perStatement ? `vecmill_upsert_${perStatement}` : undefined;
-          written += (await db.run(`loading rows ${block.ids[s]}-${block.ids[e - 1]}`, upsertSql(table, columns, e - s), rowValues(block, modalities, output.dims, s, e), name)).rowCount ?? 0;
+          written += (await db.run(`loading rows ${block.ids[s]}-${block.ids[e - 1]}`, upsertSql(table, columns, e - s), rowValues(block, modalities, output.dims, s, e))).rowCount ?? 0;
         }
         const last = block.ids[end - 1]!;
         if (options.sync === true) {
