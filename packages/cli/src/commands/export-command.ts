@@ -50,20 +50,7 @@ export async function exportCommand(argv: readonly string[]): Promise<number> {
 
 /** `vecmill export pgvector OUTPUT --url ... --table ...`: one progress line per batch on stderr, the summary on stdout. */
 async function exportPgvectorCommand(argv: readonly string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: [...argv],
-    allowPositionals: true,
-    options: {
-      url: { type: 'string' },
-      table: { type: 'string' },
-      modality: { type: 'string' },
-      index: { type: 'string' },
-      'batch-rows': { type: 'string' },
-      sync: { type: 'boolean' },
-      m: { type: 'string' },
-      'ef-construction': { type: 'string' },
-    },
-  });
+  const { values, positionals } = parsePgvectorFlags(argv);
   const [outputArg] = positionals;
   if (outputArg === undefined || positionals.length > 1) throw new ConfigError('export pgvector needs one output to load: vecmill export pgvector OUTPUT --url postgres://... --table NAME');
   if (values.url === undefined) throw new ConfigError('--url is required: postgres://USER:PASSWORD@HOST:PORT/DATABASE (PGPASSWORD and the other PG* variables fill what it leaves out)');
@@ -92,4 +79,25 @@ async function exportPgvectorCommand(argv: readonly string[]): Promise<number> {
       `${result.tableRows} rows in the table${indexed}; ${result.seconds.toFixed(1)} s (${Math.round(result.loaded / Math.max(result.seconds, 1e-3))} rows/s)\n`,
   );
   return 0;
+}
+
+function parsePgvectorFlags(argv: readonly string[]) {
+  try {
+    return parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      options: {
+        url: { type: 'string' },
+        table: { type: 'string' },
+        modality: { type: 'string' },
+        index: { type: 'string' },
+        'batch-rows': { type: 'string' },
+        sync: { type: 'boolean' },
+        m: { type: 'string' },
+        'ef-construction': { type: 'string' },
+      },
+    });
+  } catch (err) {
+    throw new ConfigError(`${(err as Error).message.split('\n')[0] ?? ''} (see \`vecmill export --help\`)`, {}, { cause: err });
+  }
 }
