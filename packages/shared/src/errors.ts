@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'E_MERGE'
   | 'E_REDIS'
   | 'E_DOWNLOAD'
+  | 'E_DATABASE'
   | 'E_INTERNAL';
 
 /** Context attached to an error: which input it concerns. Values must never hold secrets. */
@@ -150,4 +151,11 @@ export function describeError(err: unknown): string {
   if (err instanceof VecmillError) return `${err.message}`;
   if (err instanceof Error) return `${err.name}: ${err.message}`;
   return String(err);
+}
+
+/** A database that an export writes to refused a connection, the credentials, a privilege or the table's shape. */
+export class DatabaseError extends VecmillError {
+  constructor(message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
+    super('E_DATABASE', message, context, options);
+  }
 }

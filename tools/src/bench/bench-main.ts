@@ -20,6 +20,7 @@ import { OnnxEmbedder } from '@vecmill/shared/model/onnx-embedder';
 import { PreprocessPool } from '@vecmill/shared/model/preprocess-pool';
 import { makeModel } from '@vecmill/shared/modelgen/make-model';
 import { benchPhotos, captionOfLength, writePairsTsv } from './bench-data.js';
+import { runPgvectorBench } from './pgvector-bench.js';
 import { runQueueBench } from './queue-bench.js';
 
 tuneThreadPool();
@@ -196,6 +197,8 @@ async function main(): Promise<void> {
     record('queue_noop_ms_per_job', 'queue overhead per no-op job', q.noopMsPerJob, 'ms');
     record('enqueue_50k_splits_s', `enqueue a ${q.enqueueSplits}-split flow`, q.enqueueSeconds, 's');
   }
+
+  if (!quick) await runPgvectorBench(record);
 
   const machine = `${cpus()[0]?.model ?? 'unknown CPU'}, ${threads} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
   const doc = { date: new Date().toISOString(), machine, photos: source, batch, threads, results };
