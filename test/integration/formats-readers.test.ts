@@ -108,7 +108,7 @@ describe('DuckDB reads vecmill Parquet', () => {
         assert.equal(row.cast_type, `FLOAT[${D}]`);
         if (FAILED.has(i)) {
           assert.equal(row.error_reason, 'corrupt_image');
-          assert.equal(row.t, null);
+          assert.deepEqual(row.t, new Array(D).fill(0), 'an error row holds a zero vector, not a null');
           return;
         }
         const expected = [...stored.subarray(i * D, (i + 1) * D)];
