@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 
 /**
@@ -38,4 +40,12 @@ export async function assertNoNullVectors(paths: readonly string[]): Promise<num
     db.closeSync();
     instance.closeSync();
   }
+}
+
+/** Every `.parquet` file below `dir` (parts, metadata, errors, shard chunks), sorted. */
+export function parquetFilesUnder(dir: string): string[] {
+  return (readdirSync(dir, { recursive: true, encoding: 'utf8' }) as string[])
+    .filter((f) => f.endsWith('.parquet'))
+    .sort()
+    .map((f) => join(dir, f));
 }
