@@ -201,9 +201,15 @@ function npyBytes(table: EmbeddingTable, modality: Modality, rows: readonly numb
   return Buffer.concat([npyHeader([rows.length, d], table.dtype === 'float16' ? '<f2' : '<f4'), body]);
 }
 
+/** The given rows (ascending) of a row-major array, copying each run of consecutive rows at once. */
 function gather(values: Float32Array | Uint16Array, rows: readonly number[], d: number): Float32Array | Uint16Array {
   const out = values instanceof Uint16Array ? new Uint16Array(rows.length * d) : new Float32Array(rows.length * d);
-  rows.forEach((r, j) => out.set(values.subarray(r * d, (r + 1) * d), j * d));
+  for (let j = 0; j < rows.length; ) {
+    let k = j + 1;
+    while (k < rows.length && rows[k] === rows[k - 1]! + 1) k++;
+    out.set(values.subarray(rows[j]! * d, (rows[k - 1]! + 1) * d), j * d);
+    j = k;
+  }
   return out;
 }
 

@@ -12,9 +12,11 @@ export interface ShardChunkOptions {
   readonly maxRows?: number;
   /**
    * Approximate in-memory bytes of a chunk (embeddings, hashes, strings), checked after each
-   * batch. Default 64 MiB: about 21,800 rows of one 768-dim float32 tower, 16,000 of two 512-dim
-   * ones. Parquet encoding runs in 32-bit WebAssembly (4 GiB at most) and blocks the event loop
-   * while it runs, so a chunk must stay far below both.
+   * batch. Default 16 MiB: about 5,400 rows of one 768-dim float32 tower, 4,000 of two 512-dim
+   * ones. Every split in flight holds a chunk being filled plus, while it is encoded and
+   * uploaded, about three more of its size, and Parquet encoding runs in 32-bit WebAssembly (whose
+   * memory never shrinks) and blocks the event loop: small chunks keep all three low, so peak
+   * memory barely changes with --concurrency either.
    */
   readonly maxBytes?: number;
 }
@@ -22,7 +24,7 @@ export interface ShardChunkOptions {
 /** Chunks close at whichever bound comes first; a split's memory never depends on its rows. */
 export const DEFAULT_SHARD_CHUNK_OPTIONS: Required<ShardChunkOptions> = {
   maxRows: 65_536,
-  maxBytes: 64 * 2 ** 20,
+  maxBytes: 16 * 2 ** 20,
 };
 
 /** Where a writer stores its chunks and what they hold. */
