@@ -11,7 +11,7 @@ import { readSplitLines, type SplitLine } from '@vecmill/shared/tsv/line-reader'
 import { parseRow } from '@vecmill/shared/tsv/row-parser';
 import type { ReuseLookup } from './reuse-index.js';
 import { commitShard, readShardMarker, type ShardMarker, type StageTimings } from './shard-commit.js';
-import { ShardWriter, type ShardChunkOptions } from './shard-writer.js';
+import { ShardWriter } from './shard-writer.js';
 
 /** The ports an embed processor works through; wiring differs between `run`, `worker` and tests. */
 export interface EmbedProcessorDeps {
@@ -28,8 +28,6 @@ export interface EmbedProcessorDeps {
   readonly decodeConcurrency: number;
   /** `--reuse`: embeddings of an earlier run, found by content hash. */
   readonly reuse?: ReuseLookup;
-  /** Bounds of a split's chunk files; DEFAULT_SHARD_CHUNK_OPTIONS when omitted. */
-  readonly chunk?: ShardChunkOptions;
 }
 
 /** Hooks a queue passes in to report progress and to stop a doomed attempt early. */
@@ -130,7 +128,6 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
       splitIndex,
       attempt,
       table: { dims, outDtype: settings.outDtype, hasText: tokenizer !== undefined, hasImage: preprocess !== undefined },
-      ...(deps.chunk !== undefined ? { chunk: deps.chunk } : {}),
     });
     const counts: SplitCounts = { rows: 0, ok: 0, reused: 0, failedByReason: {} };
     const splitRange = { index: split.index, key, etag: input.etag, start: split.start, end: split.end, objectSize: input.size };
