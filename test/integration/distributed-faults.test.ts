@@ -90,8 +90,8 @@ describe('distributed mode: crashes, stops and S3 faults at exact commit steps',
     const store = outputStore(name);
     await waitUntil(() => store.exists(outputKeys.success), 90_000, `${name}: _SUCCESS`);
   };
-  const marker = async (name: string, split: number): Promise<{ dataKey: string; committedAt: string }> =>
-    JSON.parse((await outputStore(name).read(outputKeys.shardMarker(split))).toString('utf8')) as { dataKey: string; committedAt: string };
+  const marker = async (name: string, split: number): Promise<{ attempt: string; files: { key: string }[]; committedAt: string }> =>
+    JSON.parse((await outputStore(name).read(outputKeys.shardMarker(split))).toString('utf8')) as { attempt: string; files: { key: string }[]; committedAt: string };
   const stop = async (...ws: WorkerProcess[]): Promise<void> => {
     for (const w of ws) w.child.kill('SIGTERM');
     for (const w of ws) assert.equal(await w.exited, 0, w.stderr());
@@ -133,7 +133,7 @@ describe('distributed mode: crashes, stops and S3 faults at exact commit steps',
     await finished('nomarker');
     await stop(rescuer);
     assert.ok(b.tap.requests.some((r) => isData(r, VICTIM)), 'the rescuer rewrote the split');
-    assert.ok(!orphan.path.endsWith((await marker('nomarker', VICTIM)).dataKey), 'the marker names the rescuer’s data, not the orphan');
+    assert.ok(!(await marker('nomarker', VICTIM)).files.some((f) => orphan.path.endsWith(f.key)), 'the marker names the rescuer’s data, not the orphan');
     assert.deepEqual(await readOutputRows(outputStore('nomarker')), reference);
   });
 
@@ -181,14 +181,13 @@ describe('distributed mode: crashes, stops and S3 faults at exact commit steps',
     release();
     const late = await victim.waitFor((l) => l['event'] === 'split-done' && l['split'] === VICTIM);
     assert.equal(late['computed'], false, 'the late attempt lost the commit');
-    const lateData = String(late['dataKey']);
-    assert.equal(lateData, committed.dataKey, 'it reports the winner’s shard');
+    assert.equal(String(late['attempt']), committed.attempt, 'it reports the winner’s shard');
     await stop(victim, rescuer);
     assert.deepEqual(await marker('stopped', VICTIM), committed);
     assert.equal((await outputStore('stopped').read(outputKeys.manifest)).toString('utf8'), published);
     const leftovers: string[] = [];
     for await (const o of outputStore('stopped').list(`shards/split-${String(VICTIM).padStart(6, '0')}/`)) leftovers.push(o.key);
-    assert.deepEqual(leftovers, [committed.dataKey], 'the loser deleted its own data');
+    assert.deepEqual(leftovers, committed.files.map((f) => f.key), 'the loser deleted its own data');
     assert.deepEqual(await readOutputRows(outputStore('stopped')), reference);
   });
 

@@ -11,6 +11,7 @@ import { LocalStore } from '@vecmill/shared/storage/local-store';
 import { produceRun } from '@vecmill/producer/produce-run';
 import { runEmbedded } from 'vecmill/embedded-run';
 import { readOutputRows, runCli, spawnWorker, waitUntil, type OutputRows, type WorkerProcess } from '../support/distributed-helpers.js';
+import { assertNoNullVectors, parquetFilesUnder } from '../support/parquet-vectors.js';
 import { redisSkipReason, startRedisServer, type RedisTestServer } from '../support/redis-server.js';
 import { runConfig } from '../support/run-helpers.js';
 import { tinyModelDir } from '../support/tiny-model.js';
@@ -78,6 +79,7 @@ describe('distributed mode on a real Redis (local files)', { skip }, () => {
     assert.match(metrics, /^vecmill_jobs_active\{queue="embed"\} 0$/m);
     await stopAll(ws);
     assert.deepEqual(await readOutputRows(new LocalStore(out)), reference);
+    assert.ok((await assertNoNullVectors(parquetFilesUnder(out))).some((n) => n === 2), 'worker-written chunks and parts declare their vectors required, without nulls');
     const done = await status('three', runId);
     assert.equal(done.code, 0, done.stderr);
     const s = JSON.parse(done.stdout) as { state: string; splits: { done: number; total: number }; rows: { done: number } };

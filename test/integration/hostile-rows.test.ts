@@ -16,6 +16,7 @@ import { fixturesSkipReason, sharedFixturesDir } from '../support/fixtures.js';
 import { readParts, runConfig } from '../support/run-helpers.js';
 import { tinyModelDir } from '../support/tiny-model.js';
 import { makeTempDir } from '../support/tmp.js';
+import { assertNoNullVectors, parquetFilesUnder } from '../support/parquet-vectors.js';
 
 /**
  * Every hostile row the issue lists, each crafted into one line of a pairs file between two good
@@ -434,6 +435,13 @@ describe('hostile rows become error rows with stable reasons while their neighbo
       rowsIn += marker.rowsIn;
     }
     assert.equal(rowsIn, manifest.rows.in);
+  });
+
+  it('no vector column of any file it wrote holds a null entry, though most rows failed', async () => {
+    const files = parquetFilesUnder(out);
+    const withVectors = files.filter((f) => f.includes('/embeddings/') || f.includes('/shards/'));
+    assert.ok(withVectors.length > manifest.splits / 2, files.join(', '));
+    assert.equal((await assertNoNullVectors(files)).filter((n) => n > 0).length, withVectors.length, 'every part and chunk has vector columns, all checked');
   });
 });
 

@@ -11,6 +11,7 @@ import { runEmbedded } from 'vecmill/embedded-run';
 import { fixturesSkipReason, sharedFixturesDir } from '../support/fixtures.js';
 import { readParts, runConfig } from '../support/run-helpers.js';
 import { tinyModelDir } from '../support/tiny-model.js';
+import { assertNoNullVectors, parquetFilesUnder } from '../support/parquet-vectors.js';
 import { makeTempDir } from '../support/tmp.js';
 
 describe('vecmill run on every input kind, float16 output and bad rows', () => {
@@ -69,6 +70,7 @@ describe('vecmill run on every input kind, float16 output and bad rows', () => {
     assert.ok(Math.abs(norm - 1) < 2e-3, `half-precision norm ${norm}`);
     const npy = readdirSync(join(out, 'img_emb'))[0]!;
     assert.equal(parseNpyHeader(readFileSync(join(out, 'img_emb', npy))).descr, '<f2');
+    assert.ok((await assertNoNullVectors(parquetFilesUnder(out))).some((n) => n === 2), 'the float16 files hold both vector columns, required and without nulls');
   });
 
   it('turns bad rows into error rows with reasons while their neighbours embed', async () => {
@@ -98,6 +100,8 @@ describe('vecmill run on every input kind, float16 output and bad rows', () => {
     assert.deepEqual([...(errors.getChild('id')!.toArray() as BigInt64Array)].map(Number), [1, 2, 3, 5, 6]);
     const meta = readParquet(readFileSync(join(out, 'metadata', readdirSync(join(out, 'metadata'))[0]!)));
     assert.deepEqual([...(meta.getChild('id')!.toArray() as BigInt64Array)].map(Number), [0, 4, 7]);
+    assert.deepEqual([...t.embeddings('image', 1, 2)], new Array(t.dims).fill(0), 'an error row holds a zero vector');
+    assert.ok((await assertNoNullVectors(parquetFilesUnder(out))).some((n) => n === 2), 'error rows leave no null vector in any file');
   });
 
   it('embeds the real photographs and rejects the broken files with their reasons', { skip: fixturesSkipReason() }, async () => {

@@ -96,7 +96,9 @@ describe('EmbeddingTableBuilder', () => {
       assert.equal(types.text_embedding, `FixedSizeList[${D}]<${child}>`);
       assert.equal(types.row_index, 'Int64');
       assert.equal(types.source, 'Dictionary<Int32, Utf8>');
-      assert.equal(table.getChild(COLUMNS.textEmbedding)!.nullCount, 2);
+      assert.equal(table.getChild(COLUMNS.textEmbedding)!.nullCount, 0, 'error rows are zero vectors, not nulls');
+      assert.equal(table.schema.fields.find((f) => f.name === COLUMNS.textEmbedding)!.nullable, false);
+      assert.equal(table.schema.fields.find((f) => f.name === COLUMNS.imageEmbedding)!.nullable, false);
       assert.equal(table.getChild(COLUMNS.rowIndex)!.nullCount, 5);
     }
   });
@@ -110,8 +112,9 @@ describe('EmbeddingTableBuilder', () => {
     assert.equal(textOnly.row(0).imageEmbedding, null);
   });
 
-  it('stores error rows as null embeddings with zeroed slots', () => {
+  it('stores error rows as zero vectors that status marks as not present', () => {
     const table = new EmbeddingTable(mixedTable('float32'));
+    assert.equal(table.row(1).imageEmbedding, null);
     assert.deepEqual([...table.present('image')], [1, 0, 1, 1, 0]);
     assert.deepEqual([...table.embeddings('image', 1, 2)], new Array(D).fill(0));
   });
@@ -145,6 +148,31 @@ describe('EmbeddingTableBuilder', () => {
     const table = new EmbeddingTable(builder.build());
     assert.equal(table.numRows, 20);
     assert.deepEqual(table.embeddings('text'), batchEmbeddings(20, 0, 0));
+  });
+
+  it('reset() empties the builder and reuses its buffers for the next chunk', () => {
+    const builder = new EmbeddingTableBuilder({ dims: D, outDtype: 'float32', hasText: true, hasImage: false });
+    builder.appendBatch({ splitIndex: 0, lineIndex: [0, 1], source: 'a', offset: [0, 9], text: ['x', 'y'], textEmbedding: batchEmbeddings(2, 0, 0), textSha256: [new Uint8Array(32), null], errors: [null, { reason: 'empty_text', message: 'm' }] });
+    const bytesOfTwo = builder.byteLength;
+    assert.ok(bytesOfTwo >= 2 * D * 4, 'the byte estimate counts the vectors');
+    const first = readEmbeddingTable(writeParquet(builder.build()));
+    builder.reset();
+    assert.equal(builder.numRows, 0);
+    assert.equal(builder.byteLength, 0);
+    builder.appendBatch({ splitIndex: 0, lineIndex: [2], source: 'b', offset: [20], text: ['z'], textEmbedding: batchEmbeddings(1, 2, 0) });
+    const second = new EmbeddingTable(builder.build());
+    assert.equal(first.numRows, 2);
+    assert.equal(first.row(1).status, 'error');
+    assert.equal(second.numRows, 1);
+    assert.deepEqual(second.row(0), { ...second.row(0), lineIndex: 2, source: 'b', text: 'z', status: 'ok', errorReason: null });
+    assert.deepEqual(second.row(0).textEmbedding, batchEmbeddings(1, 2, 0));
+    assert.equal(second.contentHash('text', 0), undefined, 'hash validity was cleared');
+  });
+
+  it('refuses an ok row without an embedding of a column the table has', () => {
+    const builder = new EmbeddingTableBuilder({ dims: 2, outDtype: 'float32', hasText: true, hasImage: false });
+    const row: EmbeddedRow = { rowIndex: null, splitIndex: 0, lineIndex: 0, source: 's', offset: 0, text: 'a', textEmbedding: null, imageEmbedding: null, status: 'ok', errorReason: null, errorMessage: null };
+    assert.throws(() => builder.append(row), /an ok row must have textEmbedding/);
   });
 
   it('rejects batches that do not match the table shape', () => {

@@ -87,7 +87,7 @@ const files: FileCase[] = [
         runId: 'r1',
         splitIndex: 1,
         attempt: 'a1',
-        data: Buffer.from('shard'),
+        files: [{ key: 'shards/00001/a1-0000.parquet', rows: 3, bytes: 5, sha256: 'f'.repeat(64) }],
         rowsIn: 3,
         rowsOk: 2,
         rowsReused: 0,
@@ -114,7 +114,7 @@ const files: FileCase[] = [
 
 /** What is written in place of the valid document, and what the one-line refusal must say. */
 const damages: { name: string; write: (doc: Record<string, unknown>, f: FileCase) => string; says: (f: FileCase) => RegExp }[] = [
-  { name: 'a newer vecmill', write: (d) => JSON.stringify({ ...d, version: 2 }), says: () => /was written by a newer vecmill \(format version 2; this one reads up to 1\): upgrade vecmill/ },
+  { name: 'a newer vecmill', write: (d) => JSON.stringify({ ...d, version: (d['version'] as number) + 1 }), says: () => /was written by a newer vecmill \(format version (\d+); this one reads up to \d+\): upgrade vecmill/ },
   { name: 'truncated JSON', write: (d) => JSON.stringify(d).slice(0, 40), says: (f) => new RegExp(`is damaged \\(it is not valid JSON\\); ${f.remedy.source}`) },
   { name: 'not an object', write: () => '[1, 2]', says: () => /is damaged \(it is not a JSON object\)/ },
   { name: 'no version', write: ({ version: _, ...rest }) => JSON.stringify(rest), says: () => /is damaged \(its version is missing or not a whole number\)/ },

@@ -80,7 +80,8 @@ export const outputKeys = {
   manifest: 'manifest.json',
   success: '_SUCCESS',
   shardMarker: (split: number): string => `shards/split-${pad(split, 6)}.done.json`,
-  shardData: (split: number, attempt: string): string => `shards/split-${pad(split, 6)}/${attempt}.parquet`,
+  /** Chunk `chunk` of one attempt at a split: attempts never share a key, and name order is line order. */
+  shardChunk: (split: number, attempt: string, chunk: number): string => `shards/split-${pad(split, 6)}/${attempt}/chunk-${pad(chunk, 6)}.parquet`,
   shardPrefix: 'shards/',
   embeddingsPart: (part: number, width: number): string => `embeddings/part-${pad(part, width)}.parquet`,
   imageNpy: (part: number, width: number): string => `img_emb/img_emb_${pad(part, width)}.npy`,

@@ -1,8 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { InputError, RowError, type RowErrorReason } from '@vecmill/shared/errors';
-import { EmbeddingTableBuilder, type RowFailure } from '@vecmill/shared/formats/embedding-table';
-import { writeParquet } from '@vecmill/shared/formats/parquet-io';
+import type { RowFailure } from '@vecmill/shared/formats/embedding-table';
 import type { ClipTokenizer, TokenBatch } from '@vecmill/shared/model/clip-tokenizer';
 import { l2NormalizeRows, type Embedder } from '@vecmill/shared/model/embedder';
 import type { ImagePreprocessor } from '@vecmill/shared/model/image-preprocessor';
@@ -12,6 +11,7 @@ import { readSplitLines, type SplitLine } from '@vecmill/shared/tsv/line-reader'
 import { parseRow } from '@vecmill/shared/tsv/row-parser';
 import type { ReuseLookup } from './reuse-index.js';
 import { commitShard, readShardMarker, type ShardMarker, type StageTimings } from './shard-commit.js';
+import { ShardWriter } from './shard-writer.js';
 
 /** The ports an embed processor works through; wiring differs between `run`, `worker` and tests. */
 export interface EmbedProcessorDeps {
@@ -37,7 +37,7 @@ export interface EmbedHooks {
   readonly onBatch?: (stageMs: BatchStageTimings, rows: number) => void;
 }
 
-/** A batch's stage times: the write stage belongs to the whole shard, not to a batch. */
+/** A batch's stage times: the write stage belongs to the shard's chunks, not to a batch. */
 export type BatchStageTimings = Omit<StageTimings, 'write'>;
 
 /** What processing a split produced. */
@@ -86,7 +86,9 @@ interface SplitCounts {
 /**
  * Embeds one split and commits its shard. Lines stream in; each batch is decoded and tokenized
  * while the previous batch runs on the inference thread, so the model never waits for sharp.
- * Rows that cannot be embedded become error rows; only storage and model failures throw.
+ * Embedded rows stream into bounded chunk files (`ShardWriter`), so memory does not grow with
+ * the split's rows; the marker listing them is the commit. Rows that cannot be embedded become
+ * error rows; only storage and model failures throw.
  */
 export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: number, hooks?: EmbedHooks) => Promise<EmbedResult> {
   const { plan, embedder, tokenizer } = deps;
@@ -121,7 +123,12 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
     }
 
     const timings: Record<keyof StageTimings, number> = { read: 0, decode: 0, tokenize: 0, infer: 0, write: 0 };
-    const builder = new EmbeddingTableBuilder({ dims, outDtype: settings.outDtype, hasText: tokenizer !== undefined, hasImage: preprocess !== undefined });
+    const attempt = randomUUID();
+    const shard = new ShardWriter(deps.output, {
+      splitIndex,
+      attempt,
+      table: { dims, outDtype: settings.outDtype, hasText: tokenizer !== undefined, hasImage: preprocess !== undefined },
+    });
     const counts: SplitCounts = { rows: 0, ok: 0, reused: 0, failedByReason: {} };
     const splitRange = { index: split.index, key, etag: input.etag, start: split.start, end: split.end, objectSize: input.size };
     const lines = readSplitLines(store, splitRange, { maxLineBytes: settings.maxLineBytes })[Symbol.asyncIterator]();
@@ -147,8 +154,8 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
       batch.length = 0;
       if (inflight !== undefined) await inflight;
       const inferBefore = timings.infer;
-      inflight = infer(prepared, timings).then((embedded) => {
-        builder.appendBatch({ splitIndex, source: input.uri, ...embedded });
+      inflight = infer(prepared, timings).then(async (embedded) => {
+        await shard.append({ splitIndex, source: input.uri, ...embedded });
         count(counts, prepared);
         hooks.onProgress?.(counts.rows);
         hooks.onBatch?.({ ...stageMs, read: stageMs.read - stageMs.decode - stageMs.tokenize, infer: timings.infer - inferBefore }, prepared.lineIndex.length);
@@ -156,18 +163,18 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
     }
     if (inflight !== undefined) await inflight;
 
+    const files = await shard.finish();
     const tw = performance.now();
-    const data = writeParquet(builder.build());
     const result = await commitShard(deps.output, {
       runId: plan.runId,
       splitIndex,
-      attempt: randomUUID(),
-      data,
+      attempt,
+      files,
       rowsIn: counts.rows,
       rowsOk: counts.ok,
       rowsReused: counts.reused,
       failedByReason: counts.failedByReason,
-      timings: () => ({ ...timings, write: performance.now() - tw }),
+      timings: () => ({ ...timings, write: shard.elapsedMs + performance.now() - tw }),
       worker: `${hostname()}:${process.pid}`,
     });
     return { marker: result.marker, computed: result.committed };
@@ -281,7 +288,8 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
     }
     const textCalls = batch.textGroups.map((g) => embedder.embedText(g.tokens));
     const [textOuts, imageOuts] = await Promise.all([Promise.all(textCalls), Promise.all(imageCalls)]);
-    timings.infer += performance.now() - t0;
+    // Only model calls count: a batch served wholly by --reuse spends no inference time.
+    if (textCalls.length + imageCalls.length > 0) timings.infer += performance.now() - t0;
     const textEmbedding = new Float32Array(n * dims);
     batch.textGroups.forEach((g, k) => scatter(textOuts[k] as Float32Array, g.rows, textEmbedding));
     const imageEmbedding = new Float32Array(n * dims);

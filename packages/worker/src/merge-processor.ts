@@ -10,7 +10,7 @@ import { readManifestIfPublished, type Manifest, type ManifestFile } from '@vecm
 import type { RunEventSink } from '@vecmill/shared/queue/run-events';
 import { modalities, outputKeys, type RunPlan } from '@vecmill/shared/run-plan';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
-import { readShardData, readShardMarker, type ShardMarker } from './shard-commit.js';
+import { readShardFile, readShardMarker, type ShardFile, type ShardMarker } from './shard-commit.js';
 
 /** The ports the merger works through. */
 export interface MergeDeps {
@@ -32,9 +32,10 @@ interface ErrorRows {
 /**
  * Publishes a run once every planned split has a marker: the Parquet parts, the clip-retrieval
  * `.npy` layout with its metadata, the errors table, the optional EasyNLP feature TSVs, then
- * manifest.json and `_SUCCESS` last. Shards are read one at a time, so memory is one shard's
- * worth whatever the run's size. It refuses to publish when counts do not balance or row ids
- * repeat; a published run is returned as is.
+ * manifest.json and `_SUCCESS` last. Each chunk file of each shard becomes one part and is read
+ * on its own, so memory is one chunk's worth (bounded by the workers' chunk size) whatever the
+ * run's or a split's size. It refuses to publish when counts do not balance or row ids repeat; a
+ * published run is returned as is.
  */
 export async function mergeRun(deps: MergeDeps): Promise<Manifest> {
   const { plan, output } = deps;
@@ -46,7 +47,7 @@ export async function mergeRun(deps: MergeDeps): Promise<Manifest> {
   const markers = await readAllMarkers(output, plan);
   const need = modalities(plan.settings.kind);
   const wanted: Modality[] = [...(need.image ? (['image'] as const) : []), ...(need.text ? (['text'] as const) : [])];
-  const width = Math.max(5, String(plan.splits.length).length);
+  const width = Math.max(5, String(markers.reduce((n, m) => n + m.files.length, 0)).length);
   const files: ManifestFile[] = [];
   const errors: ErrorRows = { rowIndex: [], source: [], offset: [], text: [], reason: [], message: [] };
   const totals = { in: 0, ok: 0, failed: 0, reused: 0, failedByReason: {} as Record<string, number> };
@@ -62,28 +63,35 @@ export async function mergeRun(deps: MergeDeps): Promise<Manifest> {
     totals.reused += marker.rowsReused;
     totals.failed += marker.rowsFailed;
     for (const [r, n] of Object.entries(marker.failedByReason)) totals.failedByReason[r] = (totals.failedByReason[r] ?? 0) + n;
-    if (marker.rowsIn === 0) continue;
-
-    const shard = readEmbeddingTable(await readShardData(output, marker), marker.dataKey);
-    checkShard(shard, marker);
-    dims = shard.dims;
     const firstRow = totals.in - marker.rowsIn;
-    const table = shard.withRowIndex(firstRow);
-    files.push(await publish(output, outputKeys.embeddingsPart(part++, width), writeParquet(table.table), table.numRows));
+    let lines = 0;
+    let ok = 0;
+    for (const file of marker.files) {
+      const chunk = readEmbeddingTable(await readShardFile(output, marker, file), file.key);
+      checkChunk(chunk, marker, file, lines);
+      dims = chunk.dims;
+      const table = chunk.withRowIndex(firstRow + lines);
+      lines += chunk.numRows;
+      files.push(await publish(output, outputKeys.embeddingsPart(part++, width), writeParquet(table.table), table.numRows));
 
-    const okRows = okRowIndexes(table, wanted);
-    if (okRows.length !== marker.rowsOk) {
-      throw new MergeError(`split ${marker.splitIndex}: ${okRows.length} rows have every embedding but the marker says ${marker.rowsOk} ok; refusing to publish`, { split: marker.splitIndex });
-    }
-    if (plan.settings.formats.includes('npy') && okRows.length > 0) {
-      for (const m of wanted) {
-        const key = m === 'image' ? outputKeys.imageNpy(npyPart, width) : outputKeys.textNpy(npyPart, width);
-        files.push(await publish(output, key, npyBytes(table, m, okRows), okRows.length));
+      const okRows = okRowIndexes(table, wanted);
+      ok += okRows.length;
+      if (plan.settings.formats.includes('npy') && okRows.length > 0) {
+        for (const m of wanted) {
+          const key = m === 'image' ? outputKeys.imageNpy(npyPart, width) : outputKeys.textNpy(npyPart, width);
+          files.push(await publish(output, key, npyBytes(table, m, okRows), okRows.length));
+        }
+        files.push(await publish(output, outputKeys.metadata(npyPart, width), writeParquet(metadataTable(table, okRows)), okRows.length));
+        npyPart++;
       }
-      files.push(await publish(output, outputKeys.metadata(npyPart, width), writeParquet(metadataTable(table, okRows)), okRows.length));
-      npyPart++;
+      collectErrors(table, errors);
     }
-    collectErrors(table, errors);
+    if (lines !== marker.rowsIn) {
+      throw new MergeError(`split ${marker.splitIndex}: its chunk files hold ${lines} rows but its marker says ${marker.rowsIn}; refusing to publish`, { split: marker.splitIndex });
+    }
+    if (ok !== marker.rowsOk) {
+      throw new MergeError(`split ${marker.splitIndex}: ${ok} rows have every embedding but the marker says ${marker.rowsOk} ok; refusing to publish`, { split: marker.splitIndex });
+    }
   }
 
   if (totals.in !== totals.ok + totals.failed) {
@@ -150,16 +158,22 @@ async function readAllMarkers(output: ObjectStore, plan: RunPlan): Promise<Shard
   return markers;
 }
 
-/** A shard must hold lines 0..n-1 of its split, once each: the basis of unique, gap-free row ids. */
-function checkShard(shard: EmbeddingTable, marker: ShardMarker): void {
-  if (shard.numRows !== marker.rowsIn) {
-    throw new MergeError(`shard ${marker.dataKey} has ${shard.numRows} rows but its marker says ${marker.rowsIn}; refusing to publish`, { split: marker.splitIndex });
+/**
+ * A split's chunks must hold lines 0..n-1 of the split, once each and in order (chunk `k` starts
+ * where chunk `k - 1` ended): the basis of unique, gap-free row ids.
+ */
+function checkChunk(chunk: EmbeddingTable, marker: ShardMarker, file: ShardFile, firstLine: number): void {
+  if (chunk.numRows !== file.rows) {
+    throw new MergeError(`shard ${file.key} has ${chunk.numRows} rows but its marker says ${file.rows}; refusing to publish`, { split: marker.splitIndex });
   }
-  const lines = shard.table.getChild(COLUMNS.lineIndex)!.toArray() as Int32Array;
-  const splits = shard.table.getChild(COLUMNS.splitIndex)!.toArray() as Int32Array;
+  const lines = chunk.table.getChild(COLUMNS.lineIndex)!.toArray() as Int32Array;
+  const splits = chunk.table.getChild(COLUMNS.splitIndex)!.toArray() as Int32Array;
   for (let i = 0; i < lines.length; i++) {
-    if (lines[i] !== i || splits[i] !== marker.splitIndex) {
-      throw new MergeError(`shard ${marker.dataKey}: row ${i} is line ${lines[i]} of split ${splits[i]}, expected line ${i} of split ${marker.splitIndex} (duplicate or missing row); refusing to publish`, { split: marker.splitIndex });
+    if (lines[i] !== firstLine + i || splits[i] !== marker.splitIndex) {
+      throw new MergeError(
+        `shard ${file.key}: row ${i} is line ${lines[i]} of split ${splits[i]}, expected line ${firstLine + i} of split ${marker.splitIndex} (duplicate or missing row); refusing to publish`,
+        { split: marker.splitIndex },
+      );
     }
   }
 }
@@ -181,9 +195,15 @@ function npyBytes(table: EmbeddingTable, modality: Modality, rows: readonly numb
   return Buffer.concat([npyHeader([rows.length, d], table.dtype === 'float16' ? '<f2' : '<f4'), body]);
 }
 
+/** The given rows (ascending) of a row-major array, copying each run of consecutive rows at once. */
 function gather(values: Float32Array | Uint16Array, rows: readonly number[], d: number): Float32Array | Uint16Array {
   const out = values instanceof Uint16Array ? new Uint16Array(rows.length * d) : new Float32Array(rows.length * d);
-  rows.forEach((r, j) => out.set(values.subarray(r * d, (r + 1) * d), j * d));
+  for (let j = 0; j < rows.length; ) {
+    let k = j + 1;
+    while (k < rows.length && rows[k] === rows[k - 1]! + 1) k++;
+    out.set(values.subarray(rows[j]! * d, (rows[k - 1]! + 1) * d), j * d);
+    j = k;
+  }
   return out;
 }
 
@@ -227,12 +247,13 @@ function errorTable(e: ErrorRows): arrow.Table {
   });
 }
 
-/** EasyNLP feature lines for every input row, shard by shard (a second pass: never the whole run in memory). */
+/** EasyNLP feature lines for every input row, chunk file by chunk file (a second pass: never a whole split in memory). */
 async function* featureTsvStream(output: ObjectStore, markers: readonly ShardMarker[], modality: Modality): AsyncGenerator<Buffer> {
   for (const marker of markers) {
-    if (marker.rowsIn === 0) continue;
-    const shard = readEmbeddingTable(await readShardData(output, marker), marker.dataKey);
-    for (const chunk of featureTsvLines(shard, modality)) yield Buffer.from(chunk, 'utf8');
+    for (const file of marker.files) {
+      const table = readEmbeddingTable(await readShardFile(output, marker, file), file.key);
+      for (const lines of featureTsvLines(table, modality)) yield Buffer.from(lines, 'utf8');
+    }
   }
 }
 

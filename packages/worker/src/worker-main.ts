@@ -162,7 +162,7 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
       onBatch: (stageMs) => metrics.batchDone(stageMs),
     });
     if (result.computed) metrics.splitComputed(result.marker);
-    log('split-done', { runId: payload.runId, split: payload.split, job: job.id, computed: result.computed, rows: result.marker.rowsIn, failed: result.marker.rowsFailed, dataKey: result.marker.dataKey });
+    log('split-done', { runId: payload.runId, split: payload.split, job: job.id, computed: result.computed, rows: result.marker.rowsIn, failed: result.marker.rowsFailed, attempt: result.marker.attempt, files: result.marker.files.length });
     return { rows: result.marker.rowsIn, ok: result.marker.rowsOk, failed: result.marker.rowsFailed, failedByReason: result.marker.failedByReason, computed: result.computed };
   };
 

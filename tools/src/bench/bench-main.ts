@@ -22,6 +22,7 @@ import { makeModel } from '@vecmill/shared/modelgen/make-model';
 import { benchPhotos, captionOfLength, writePairsTsv } from './bench-data.js';
 import { runPgvectorBench } from './pgvector-bench.js';
 import { runQueueBench } from './queue-bench.js';
+import { runTextMemoryBench } from './text-memory-bench.js';
 
 tuneThreadPool();
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -189,6 +190,7 @@ async function main(): Promise<void> {
     }
     record('rss_4gb_over_1gb', 'peak RSS 4 GB / 1 GB', rss[1]! / rss[0]!, 'x', 'goal within 10%');
   }
+  if (!quick) await runTextMemoryBench(root, work, record);
 
   if (!quick) {
     process.stderr.write('distributed mode: 1, 2 and 4 worker processes on the tiny model…\n');

@@ -24,9 +24,9 @@ export interface EmbeddedRow {
   offset: number;
   /** Caption; null for image-only inputs or when undecodable. */
   text: string | null;
-  /** Length `dims`; null when absent or when the table has no text embeddings. */
+  /** Length `dims`; null on error rows (stored as zeros) or when the table has no text embeddings. */
   textEmbedding: Float32Array | null;
-  /** Length `dims`; null when absent or when the table has no image embeddings. */
+  /** Length `dims`; null on error rows (stored as zeros) or when the table has no image embeddings. */
   imageEmbedding: Float32Array | null;
   status: 'ok' | 'error';
   errorReason: string | null;
@@ -76,7 +76,7 @@ export interface EmbeddedBatch {
   readonly text?: readonly (string | null)[];
   /**
    * Row r at `[r × dims, (r + 1) × dims)`: float32 values, or float16 bit patterns when the model
-   * already produces halves. Values at error rows are ignored: error rows store null embeddings.
+   * already produces halves. Values at error rows are ignored: error rows store zero vectors.
    */
   readonly textEmbedding?: Float32Array | Uint16Array;
   readonly imageEmbedding?: Float32Array | Uint16Array;
@@ -116,6 +116,10 @@ function embeddingColumn(modality: Modality): string {
   return modality === 'text' ? COLUMNS.textEmbedding : COLUMNS.imageEmbedding;
 }
 
+function isEmbeddingColumn(name: string): boolean {
+  return name === COLUMNS.textEmbedding || name === COLUMNS.imageEmbedding;
+}
+
 function embeddingType(dims: number, dtype: EmbeddingDtype): arrow.FixedSizeList {
   const child = dtype === 'float16' ? new arrow.Float16() : new arrow.Float32();
   return new arrow.FixedSizeList(dims, new arrow.Field('item', child, false));
@@ -137,11 +141,14 @@ function copyConverting(src: Float32Array | Uint16Array, dst: Float32Array | Uin
   }
 }
 
-/** A growable validity bitmap plus values buffer for one FixedSizeList embedding column. */
+/**
+ * A growable values buffer for one FixedSizeList embedding column. The column has no validity
+ * bitmap: Arrow C++ (pyarrow, pandas, embedding-reader, autofaiss) cannot read a null entry of a
+ * FixedSizeList column from Parquet (apache/arrow#35692), so error rows hold zero vectors and the
+ * row's `status` says which vectors are meaningful.
+ */
 class EmbeddingColumnBuffer {
   private values: Float32Array | Uint16Array;
-  private validity: Uint8Array;
-  private nullCount = 0;
 
   constructor(
     private readonly dims: number,
@@ -149,7 +156,6 @@ class EmbeddingColumnBuffer {
     capacity: number,
   ) {
     this.values = this.allocate(capacity);
-    this.validity = new Uint8Array(Math.ceil(capacity / 8));
   }
 
   private allocate(rows: number): Float32Array | Uint16Array {
@@ -160,37 +166,23 @@ class EmbeddingColumnBuffer {
     const values = this.allocate(capacity);
     values.set(this.values);
     this.values = values;
-    const validity = new Uint8Array(Math.ceil(capacity / 8));
-    validity.set(this.validity);
-    this.validity = validity;
   }
 
   /**
    * Copies a whole batch into rows `[start, start + ok.length)` with one copy or conversion,
-   * then clears the rows whose `ok` is 0 so error rows are null and deterministic zeros.
+   * then zeroes the rows whose `ok` is 0, so error rows are deterministic zero vectors.
    */
   putBatch(start: number, source: Float32Array | Uint16Array, ok: Uint8Array): void {
     const d = this.dims;
     copyConverting(source, this.values.subarray(start * d, (start + ok.length) * d));
-    for (let r = 0; r < ok.length; r++) {
-      const row = start + r;
-      if (ok[r] === 1) {
-        this.validity[row >> 3]! |= 1 << (row & 7);
-      } else {
-        this.values.fill(0, row * d, (row + 1) * d);
-        this.nullCount++;
-      }
-    }
+    for (let r = 0; r < ok.length; r++) if (ok[r] !== 1) this.values.fill(0, (start + r) * d, (start + r + 1) * d);
   }
 
-  /** Writes one row's embedding into slot `row`, or marks the slot null. */
+  /** Writes one row's embedding into slot `row`, or a zero vector when it has none. */
   putRow(row: number, source: Float32Array | null): void {
-    if (source === null) {
-      this.nullCount++;
-      return;
-    }
-    copyConverting(source, this.values.subarray(row * this.dims, (row + 1) * this.dims));
-    this.validity[row >> 3]! |= 1 << (row & 7);
+    const slot = this.values.subarray(row * this.dims, (row + 1) * this.dims);
+    if (source === null) slot.fill(0);
+    else copyConverting(source, slot);
   }
 
   toData(length: number, type: arrow.FixedSizeList): arrow.Data<arrow.FixedSizeList> {
@@ -199,13 +191,7 @@ class EmbeddingColumnBuffer {
       length: length * this.dims,
       data: this.values.subarray(0, length * this.dims),
     });
-    return arrow.makeData({
-      type,
-      length,
-      nullCount: this.nullCount,
-      nullBitmap: this.nullCount === 0 ? null : this.validity.subarray(0, Math.ceil(length / 8)),
-      child,
-    });
+    return arrow.makeData({ type, length, nullCount: 0, child });
   }
 }
 
@@ -227,6 +213,12 @@ class HashColumnBuffer {
     const validity = new Uint8Array(Math.ceil(capacity / 8));
     validity.set(this.validity);
     this.validity = validity;
+  }
+
+  /** Forgets every row, keeping the buffers. */
+  reset(): void {
+    this.validity.fill(0);
+    this.nullCount = 0;
   }
 
   put(row: number, hash: Uint8Array | null | undefined): void {
@@ -251,15 +243,19 @@ class HashColumnBuffer {
 }
 
 /**
- * Builds one embedding table column by column into preallocated typed arrays, so a shard of
- * 100k rows costs a few large copies instead of 100k small objects. Schema (in this order):
+ * Builds one embedding table column by column into preallocated typed arrays, so a chunk of
+ * 65k rows costs a few large copies instead of 65k small objects. It holds what it is given: a
+ * caller that streams (the embed processor) builds a bounded chunk, encodes it, then `reset()`s
+ * the builder and fills the same buffers again, so memory never grows with a split's rows.
+ * Schema (in this order):
  *
  * - `row_index` int64, null in shards (see `EmbeddedRow.rowIndex`)
  * - `split_index` int32, `line_index` int32
  * - `source` dictionary<int32, utf8> (one value per split), `byte_offset` int64
  * - `text` utf8, nullable
- * - `text_embedding` / `image_embedding` fixed_size_list<float32 | float16>[D], nullable,
- *   present only when the input kind has that modality
+ * - `text_embedding` / `image_embedding` fixed_size_list<float32 | float16>[D], NOT nullable
+ *   (Parquet `required`; error rows hold zero vectors, see EmbeddingColumnBuffer), present only
+ *   when the input kind has that modality
  * - `status` dictionary<int8, utf8> (`ok` / `error`)
  * - `error_reason` utf8 nullable, `error_message` utf8 nullable
  * - `text_sha256` / `image_sha256` fixed_size_binary[32], nullable, with the embedding columns
@@ -274,6 +270,8 @@ export class EmbeddingTableBuilder {
   private lineIndex: Int32Array;
   private sourceIndex: Int32Array;
   private readonly sourceIds = new Map<string, number>();
+  private bytes = 0;
+  private readonly fixedRowBytes: number;
   private offset: Float64Array;
   private status: Int8Array;
   private readonly text: (string | null)[] = [];
@@ -302,11 +300,41 @@ export class EmbeddingTableBuilder {
     this.imageColumn = options.hasImage ? new EmbeddingColumnBuffer(options.dims, options.outDtype, capacity) : undefined;
     this.textHashes = options.hasText ? new HashColumnBuffer(capacity) : undefined;
     this.imageHashes = options.hasImage ? new HashColumnBuffer(capacity) : undefined;
+    const towers = (options.hasText ? 1 : 0) + (options.hasImage ? 1 : 0);
+    // row_index, split/line index, source id, offset, status, then per tower a vector and a hash.
+    this.fixedRowBytes = 8 + 4 + 4 + 4 + 8 + 1 + towers * (options.dims * (options.outDtype === 'float16' ? 2 : 4) + 32);
   }
 
   /** Rows appended so far. */
   get numRows(): number {
     return this.length;
+  }
+
+  /**
+   * About how many bytes the rows appended so far occupy (fixed-width columns plus the UTF-16
+   * length of the strings): what a streaming caller compares with its chunk byte cap.
+   */
+  get byteLength(): number {
+    return this.bytes;
+  }
+
+  /**
+   * Empties the builder for the next chunk, keeping its buffers (no reallocation once they have
+   * grown to a chunk's size). Call it only once the table `build()` returned is no longer used:
+   * that table shares these buffers.
+   */
+  reset(): void {
+    this.length = 0;
+    this.bytes = 0;
+    this.built = false;
+    this.rowIndexValid.fill(0);
+    this.rowIndexNulls = 0;
+    this.sourceIds.clear();
+    this.text.length = 0;
+    this.errorReason.length = 0;
+    this.errorMessage.length = 0;
+    this.textHashes?.reset();
+    this.imageHashes?.reset();
   }
 
   private ensureCapacity(extra: number): void {
@@ -373,7 +401,9 @@ export class EmbeddingTableBuilder {
       const row = start + r;
       this.lineIndex[row] = batch.lineIndex[r]!;
       this.offset[row] = batch.offset[r]!;
-      this.text.push(batch.text?.[r] ?? null);
+      const text = batch.text?.[r] ?? null;
+      this.text.push(text);
+      this.bytes += this.fixedRowBytes + (text?.length ?? 0);
       this.textHashes?.put(row, batch.textSha256?.[r]);
       this.imageHashes?.put(row, batch.imageSha256?.[r]);
       const failure = batch.errors?.[r];
@@ -386,6 +416,7 @@ export class EmbeddingTableBuilder {
         this.status[row] = STATUS_ERROR;
         this.errorReason.push(failure.reason);
         this.errorMessage.push(failure.message);
+        this.bytes += failure.reason.length + failure.message.length;
       }
     }
     if (batch.textEmbedding !== undefined) this.textColumn?.putBatch(start, batch.textEmbedding, ok);
@@ -400,7 +431,10 @@ export class EmbeddingTableBuilder {
       ['textEmbedding', row.textEmbedding, this.textColumn],
       ['imageEmbedding', row.imageEmbedding, this.imageColumn],
     ] as const) {
-      if (values === null) continue;
+      if (values === null) {
+        if (column !== undefined && row.status === 'ok') throw internal(`an ok row must have ${name}: only error rows go without (they store zeros)`);
+        continue;
+      }
       if (column === undefined) throw internal(`row has ${name} but the table was built without that column`);
       if (values.length !== d) throw internal(`row ${name} has ${values.length} values, expected ${d}`);
     }
@@ -420,6 +454,7 @@ export class EmbeddingTableBuilder {
     this.text.push(row.text);
     this.errorReason.push(row.errorReason);
     this.errorMessage.push(row.errorMessage);
+    this.bytes += this.fixedRowBytes + (row.text?.length ?? 0) + (row.errorReason?.length ?? 0) + (row.errorMessage?.length ?? 0);
     this.textColumn?.putRow(at, row.textEmbedding);
     this.imageColumn?.putRow(at, row.imageEmbedding);
     this.textHashes?.put(at, null);
@@ -479,7 +514,11 @@ export class EmbeddingTableBuilder {
     columns[COLUMNS.errorMessage] = arrow.vectorFromArray(this.errorMessage, new arrow.Utf8());
     if (this.textHashes !== undefined) columns[COLUMNS.textSha256] = arrow.makeVector(this.textHashes.toData(n));
     if (this.imageHashes !== undefined) columns[COLUMNS.imageSha256] = arrow.makeVector(this.imageHashes.toData(n));
-    return new arrow.Table(columns);
+    const table = new arrow.Table(columns);
+    // Embedding fields are declared non-nullable, so Parquet says `required` and no reader has
+    // to cope with a null FixedSizeList entry.
+    const schema = new arrow.Schema(table.schema.fields.map((f) => (isEmbeddingColumn(f.name) ? f.clone({ nullable: false }) : f)));
+    return new arrow.Table(schema, table.batches.map((batch) => new arrow.RecordBatch(schema, batch.data)));
   }
 }
 
@@ -544,7 +583,7 @@ export class EmbeddingTable {
   /**
    * Embeddings of rows `[start, end)` as one row-major array of `(end - start) × dims` values:
    * float32 values, or float16 bit patterns when `dtype` is float16. A view into the table when
-   * the range lies in one record batch (do not modify it). Null rows hold zeros: check `present`.
+   * the range lies in one record batch (do not modify it). Error rows hold zeros: check `present`.
    */
   embeddings(modality: Modality, start = 0, end = this.numRows): Float32Array | Uint16Array {
     this.checkRange(start, end);
@@ -572,13 +611,17 @@ export class EmbeddingTable {
     return out;
   }
 
-  /** 1 where row `start + i` has an embedding of this modality, 0 where it is null. */
+  /**
+   * 1 where row `start + i` has a meaningful embedding of this modality: its status is `ok` (error
+   * rows store zero vectors) and, in files of older versions that stored error rows as nulls, the
+   * entry is not null.
+   */
   present(modality: Modality, start = 0, end = this.numRows): Uint8Array {
     this.checkRange(start, end);
     const vector = this.embeddingVector(modality);
+    const status = this.table.getChild(COLUMNS.status)!;
     const out = new Uint8Array(end - start);
-    if (vector.nullCount === 0) return out.fill(1);
-    for (let i = start; i < end; i++) out[i - start] = vector.isValid(i) ? 1 : 0;
+    for (let i = start; i < end; i++) out[i - start] = status.get(i) === 'ok' && (vector.nullCount === 0 || vector.isValid(i)) ? 1 : 0;
     return out;
   }
 
@@ -597,7 +640,7 @@ export class EmbeddingTable {
     this.checkRange(index, index + 1);
     const get = (column: string): unknown => this.table.getChild(column)!.get(index);
     const embedding = (modality: Modality, has: boolean): Float32Array | null => {
-      if (!has || !this.embeddingVector(modality).isValid(index)) return null;
+      if (!has || this.present(modality, index, index + 1)[0] !== 1) return null;
       const values = this.embeddings(modality, index, index + 1);
       return values instanceof Uint16Array ? float16ToFloat32(values) : Float32Array.from(values);
     };

@@ -13,8 +13,8 @@ import { toQ8Graph } from './quantize-graph.js';
 import { buildSmallTokenizer } from './small-tokenizer.js';
 import { writeFileAtomic } from './write-file-atomic.js';
 
-/** Model shapes: `tiny` for tests and demos, `vit-b-32` for real-size benchmarks. */
-export type ModelPreset = 'tiny' | 'vit-b-32';
+/** Model shapes: `tiny` for tests and demos, `vit-b-32` for real-size benchmarks, `wide-text` for memory benchmarks of 768-dim outputs. */
+export type ModelPreset = 'tiny' | 'wide-text' | 'vit-b-32';
 
 /** ONNX files per tower: float32, float16 inside with float32 IO, dynamic int8 quantized. */
 export type ModelVariant = 'fp32' | 'fp16' | 'q8';

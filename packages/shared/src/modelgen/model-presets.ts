@@ -31,7 +31,9 @@ export interface ClipPresetShape {
  * The generated model shapes. `tiny` exists so tests and demos run in milliseconds while still
  * exercising every structural feature (several heads, several layers, a class token, patches);
  * `vit-b-32` has the exact tensor shapes of openai/clip-vit-base-patch32 so benchmarks measure
- * real-size compute and memory.
+ * real-size compute and memory; `wide-text` has ViT-L/14's 768-dim output behind towers with no
+ * transformer layers, so a run over millions of captions measures vecmill's own memory and
+ * writers rather than the model.
  */
 export const MODEL_PRESETS: Readonly<Record<ModelPreset, ClipPresetShape>> = {
   tiny: {
@@ -39,6 +41,12 @@ export const MODEL_PRESETS: Readonly<Record<ModelPreset, ClipPresetShape>> = {
     layerNormEps: 1e-5,
     text: { hiddenSize: 32, intermediateSize: 128, numAttentionHeads: 2, numHiddenLayers: 2, maxPositionEmbeddings: 77 },
     vision: { hiddenSize: 64, intermediateSize: 256, numAttentionHeads: 4, numHiddenLayers: 2, imageSize: 32, patchSize: 8 },
+  },
+  'wide-text': {
+    projectionDim: 768,
+    layerNormEps: 1e-5,
+    text: { hiddenSize: 16, intermediateSize: 64, numAttentionHeads: 2, numHiddenLayers: 0, maxPositionEmbeddings: 77 },
+    vision: { hiddenSize: 16, intermediateSize: 64, numAttentionHeads: 2, numHiddenLayers: 0, imageSize: 32, patchSize: 16 },
   },
   'vit-b-32': {
     projectionDim: 512,

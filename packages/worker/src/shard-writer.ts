@@ -1,0 +1,121 @@
+import { createHash } from 'node:crypto';
+import { VecmillError } from '@vecmill/shared/errors';
+import { EmbeddingTableBuilder, type EmbeddedBatch, type EmbeddingTableOptions } from '@vecmill/shared/formats/embedding-table';
+import { writeParquet } from '@vecmill/shared/formats/parquet-io';
+import { outputKeys } from '@vecmill/shared/run-plan';
+import type { ObjectStore } from '@vecmill/shared/storage/object-store';
+import type { ShardFile } from './shard-commit.js';
+
+/** How large one chunk file of a split may grow before it is encoded and stored. */
+export interface ShardChunkOptions {
+  /** Rows per chunk file. Default 65,536. */
+  readonly maxRows?: number;
+  /**
+   * Approximate in-memory bytes of a chunk (embeddings, hashes, strings), checked after each
+   * batch. Default 16 MiB: about 5,400 rows of one 768-dim float32 tower, 4,000 of two 512-dim
+   * ones. Every split in flight holds a chunk being filled plus, while it is encoded and
+   * uploaded, about three more of its size, and Parquet encoding runs in 32-bit WebAssembly (whose
+   * memory never shrinks) and blocks the event loop: small chunks keep all three low, so peak
+   * memory barely changes with --concurrency either.
+   */
+  readonly maxBytes?: number;
+}
+
+/** Chunks close at whichever bound comes first; a split's memory never depends on its rows. */
+export const DEFAULT_SHARD_CHUNK_OPTIONS: Required<ShardChunkOptions> = {
+  maxRows: 65_536,
+  maxBytes: 16 * 2 ** 20,
+};
+
+/** Where a writer stores its chunks and what they hold. */
+export interface ShardWriterOptions {
+  readonly splitIndex: number;
+  /** Unique per attempt: goes into every chunk key, so racing attempts never collide. */
+  readonly attempt: string;
+  readonly table: Omit<EmbeddingTableOptions, 'expectedRows'>;
+  readonly chunk?: ShardChunkOptions;
+}
+
+/**
+ * Streams a split's rows into bounded Parquet chunk files as they are embedded: rows go into one
+ * reused `EmbeddingTableBuilder` until a chunk is full, which is then encoded and stored under an
+ * attempt-unique key while the next chunk fills. At most one finished chunk waits for its upload,
+ * so memory is two chunks whatever the split's size. `finish` returns the files for the marker.
+ */
+export class ShardWriter {
+  private readonly builder: EmbeddingTableBuilder;
+  private readonly maxRows: number;
+  private readonly maxBytes: number;
+  private readonly done: ShardFile[] = [];
+  private upload: Promise<void> | undefined;
+  private elapsed = 0;
+
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly options: ShardWriterOptions,
+  ) {
+    const { maxRows, maxBytes } = { ...DEFAULT_SHARD_CHUNK_OPTIONS, ...options.chunk };
+    if (!Number.isInteger(maxRows) || maxRows <= 0 || !(maxBytes > 0)) {
+      throw new VecmillError('E_INTERNAL', `shard chunks need positive bounds, got ${maxRows} rows and ${maxBytes} bytes`);
+    }
+    this.maxRows = maxRows;
+    this.maxBytes = maxBytes;
+    this.builder = new EmbeddingTableBuilder({ ...options.table, expectedRows: Math.min(maxRows, 1024) });
+  }
+
+  /** Milliseconds spent encoding chunks and waiting for their uploads: the split's write stage. */
+  get elapsedMs(): number {
+    return this.elapsed;
+  }
+
+  /** Adds a batch of consecutive rows, closing chunks at the row bound exactly and at the byte bound after the batch. */
+  async append(batch: EmbeddedBatch): Promise<void> {
+    const rows = batch.lineIndex.length;
+    for (let from = 0; from < rows; ) {
+      const to = Math.min(rows, from + this.maxRows - this.builder.numRows);
+      this.builder.appendBatch(from === 0 && to === rows ? batch : sliceBatch(batch, from, to, this.options.table.dims));
+      from = to;
+      if (this.builder.numRows >= this.maxRows || this.builder.byteLength >= this.maxBytes) await this.flush();
+    }
+  }
+
+  /** Stores the last chunk and waits for every upload; the files in line order. */
+  async finish(): Promise<ShardFile[]> {
+    if (this.builder.numRows > 0) await this.flush();
+    const t0 = performance.now();
+    await this.upload;
+    this.elapsed += performance.now() - t0;
+    return [...this.done];
+  }
+
+  private async flush(): Promise<void> {
+    const t0 = performance.now();
+    const rows = this.builder.numRows;
+    const bytes = writeParquet(this.builder.build());
+    this.builder.reset();
+    const key = outputKeys.shardChunk(this.options.splitIndex, this.options.attempt, this.done.length);
+    this.done.push({ key, rows, bytes: bytes.byteLength, sha256: createHash('sha256').update(bytes).digest('hex') });
+    await this.upload;
+    this.upload = this.store.put(key, bytes);
+    // Marked handled here; `finish` or the next flush awaits it and rethrows its failure.
+    this.upload.catch(() => undefined);
+    this.elapsed += performance.now() - t0;
+  }
+}
+
+/** Rows `[from, to)` of a batch, as views where the batch holds typed arrays. */
+function sliceBatch(b: EmbeddedBatch, from: number, to: number, dims: number): EmbeddedBatch {
+  const rows = <T>(a: ArrayLike<T> | readonly T[]): T[] => Array.prototype.slice.call(a, from, to) as T[];
+  return {
+    splitIndex: b.splitIndex,
+    source: b.source,
+    lineIndex: rows(b.lineIndex),
+    offset: rows(b.offset),
+    ...(b.text !== undefined ? { text: b.text.slice(from, to) } : {}),
+    ...(b.textEmbedding !== undefined ? { textEmbedding: b.textEmbedding.subarray(from * dims, to * dims) } : {}),
+    ...(b.imageEmbedding !== undefined ? { imageEmbedding: b.imageEmbedding.subarray(from * dims, to * dims) } : {}),
+    ...(b.textSha256 !== undefined ? { textSha256: b.textSha256.slice(from, to) } : {}),
+    ...(b.imageSha256 !== undefined ? { imageSha256: b.imageSha256.slice(from, to) } : {}),
+    ...(b.errors !== undefined ? { errors: b.errors.slice(from, to) } : {}),
+  };
+}
