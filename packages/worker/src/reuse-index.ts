@@ -1,10 +1,9 @@
 import { ConfigError } from '@vecmill/shared/errors';
 import { float16ToFloat32 } from '@vecmill/shared/formats/float16';
 import { readEmbeddingTable, type EmbeddingTable, type Modality } from '@vecmill/shared/formats/embedding-table';
-import type { Manifest } from '@vecmill/shared/manifest';
+import { readManifestIfPublished, type Manifest } from '@vecmill/shared/manifest';
 import type { RunPlan } from '@vecmill/shared/run-plan';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
-import { readManifestIfPublished } from '@vecmill/shared/manifest';
 
 /** Finds an embedding computed by an earlier run for the same content, or undefined. */
 export interface ReuseLookup {
