@@ -237,9 +237,9 @@ describe('vecmill export pgvector (PGlite with pgvector over the wire, and a rea
       assert.ok(line.includes(`postgres://loader:***@127.0.0.1:${port}/vectors`), line);
     });
 
-    it('sslmode=require against a server without TLS', async () => {
-      const url = `${server.url.replace(':postgres@', `:${secret}@`)}?sslmode=require`;
-      await fails([join(dir, 'out'), '--url', url, '--table', 't'], /cannot connect to PostgreSQL at postgres:\/\/postgres:\*\*\*@.*\?sslmode=require: the server does not support SSL; use sslmode=disable/);
+    it('sslmode=require against a server without TLS (a real PostgreSQL)', { skip: skipPostgres }, async () => {
+      const url = `postgres://${postgres!.user}:${secret}@127.0.0.1:${postgres!.port}/postgres?sslmode=require`;
+      await fails([join(dir, 'out'), '--url', url, '--table', 't'], /cannot connect to PostgreSQL at postgres:\/\/vecmill_admin:\*\*\*@.*\?sslmode=require: the server does not support SSL; use sslmode=disable/);
     });
 
     it('authentication failure (a real PostgreSQL with scram-sha-256)', { skip: skipPostgres }, async () => {

@@ -17,13 +17,14 @@ describe('pgvector export: URL redaction', () => {
     const t = pgTarget('postgres://loader:p%40ss%3Aword@db.example.com:6543/vectors?sslmode=require&password=other-secret');
     assert.equal(t.shown, 'postgres://loader:***@db.example.com:6543/vectors?sslmode=require&password=***');
     assert.equal(t.user, 'loader');
-    assert.equal(t.url, 'postgres://loader:p%40ss%3Aword@db.example.com:6543/vectors?sslmode=require&password=other-secret');
+    assert.equal(t.url, 'postgres://loader:p%40ss%3Aword@db.example.com:6543/vectors?sslmode=require&password=other-secret&uselibpqcompat=true', 'sslmode as libpq means it');
     assert.equal(t.scrub('failed for p@ss:word and p%40ss%3Aword and other-secret'), 'failed for *** and *** and ***');
   });
 
   it('leaves a URL without a password as it is, and the password to PGPASSWORD', () => {
     const t = pgTarget('postgresql://db.example.com/vectors');
     assert.equal(t.shown, 'postgresql://db.example.com/vectors');
+    assert.equal(t.url, 'postgresql://db.example.com/vectors');
     assert.equal(t.user, undefined);
   });
 

@@ -21,7 +21,7 @@ vecmill export pgvector OUTPUT --url postgres://... --table NAME [--modality ima
   URL leaves out; the password is never printed.
   --url              postgres://USER:PASSWORD@HOST:PORT/DB[?sslmode=require]
   --table            NAME or SCHEMA.NAME (created when missing, checked when present)
-  --modality         embedding columns to load (default: every one the output has)
+  --modality         embedding columns to load; both needs a pairs output (default: every one the output has)
   --index            vector index built after the load, cosine (default ${pgvectorDefaults.index})
   --batch-rows       rows per transaction (default ${pgvectorDefaults.batchRows})
   --sync             delete the table's rows whose ids are not in the output
@@ -72,7 +72,7 @@ async function exportPgvectorCommand(argv: readonly string[]): Promise<number> {
   const result = await exportToPgvector(output, {
     url: values.url,
     table: values.table,
-    ...(modality === undefined || modality === 'both' ? {} : { modalities: [modality] }),
+    ...(modality === undefined ? {} : { modalities: modality === 'both' ? ['image', 'text'] : [modality] }),
     ...(index !== undefined ? { index } : {}),
     ...(values['batch-rows'] !== undefined ? { batchRows: positiveInt(values['batch-rows'], '--batch-rows') } : {}),
     ...(values.m !== undefined ? { m: positiveInt(values.m, '--m') } : {}),

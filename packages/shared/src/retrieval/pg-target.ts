@@ -6,7 +6,12 @@ import { ConfigError, DatabaseError } from '../errors.js';
  * including the driver's own error messages, so no log line ever carries a credential.
  */
 export interface PgTarget {
-  /** The URL to hand to the driver, unchanged. */
+  /**
+   * The URL to hand to the driver: as given, plus `uselibpqcompat=true` when it sets `sslmode`, so
+   * `sslmode` means what it means to libpq and psql (`require` encrypts without verifying the
+   * certificate, `verify-full` verifies it) rather than node-postgres's older reading, where every
+   * mode verified like `verify-full` and printed a multi-line deprecation warning.
+   */
   readonly url: string;
   /** The URL with its password replaced by `***`: what messages show. */
   readonly shown: string;
@@ -42,9 +47,10 @@ export function pgTarget(url: string): PgTarget {
     }
   }
   const shown = parsed.toString().replace(/%2A%2A%2A/g, '***');
+  const libpq = parsed.searchParams.has('sslmode') && !parsed.searchParams.has('uselibpqcompat');
   const sorted = [...new Set(secrets)].filter((s) => s !== '').sort((a, b) => b.length - a.length);
   return {
-    url,
+    url: libpq ? `${url}${url.includes('?') ? '&' : '?'}uselibpqcompat=true` : url,
     shown,
     user: parsed.username === '' ? undefined : safeDecode(parsed.username),
     scrub: (text) => sorted.reduce((t, s) => t.split(s).join('***'), text),
