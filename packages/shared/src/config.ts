@@ -47,6 +47,8 @@ export interface RunConfig {
   readonly fastDecode: boolean;
   readonly maxLineBytes: number;
   readonly trimText: boolean;
+  /** `--context-length N`: tokens per caption instead of the model's own truncation length. */
+  readonly contextLength: number | undefined;
   readonly device: DeviceRequest;
   readonly threads: number;
   /** Image preprocessing threads (decode + exact resize), default: all cores. */
@@ -86,6 +88,7 @@ const runOptions = {
   'fast-decode': { type: 'boolean' },
   'max-line-bytes': { type: 'string' },
   'no-trim-text': { type: 'boolean' },
+  'context-length': { type: 'string' },
   device: { type: 'string' },
   threads: { type: 'string' },
   'decode-threads': { type: 'string' },
@@ -116,6 +119,7 @@ export function loadRunConfig(argv: readonly string[], env: NodeJS.ProcessEnv = 
     fastDecode: v['fast-decode'] === true,
     maxLineBytes: v['max-line-bytes'] === undefined ? runDefaults.maxLineBytes : parseSize(v['max-line-bytes'], '--max-line-bytes'),
     trimText: v['no-trim-text'] !== true,
+    contextLength: v['context-length'] === undefined ? undefined : positiveInt(v['context-length'], '--context-length'),
     device: v.device === undefined ? runDefaults.device : oneOf(v.device, ['cpu', 'cuda', 'auto'] as const, '--device'),
     threads: v.threads === undefined ? availableParallelism() : positiveInt(v.threads, '--threads'),
     decodeThreads: v['decode-threads'] === undefined ? availableParallelism() : positiveInt(v['decode-threads'], '--decode-threads'),

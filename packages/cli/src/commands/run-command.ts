@@ -22,6 +22,7 @@ export const help = `vecmill run --input PATH|s3://... --model DIR --output DIR|
   --formats        extra outputs: npy,tsv (default parquet,npy)
   --no-normalize   keep raw embeddings (default: L2-normalized)
   --no-trim-text   pad text to the full context instead of the batch's longest caption
+  --context-length tokens per caption (default: tokenizer_config model_max_length, else the text config's)
   --fast-decode    JPEG shrink-on-load before the exact resize (faster, not bit-exact)
   --max-pixels     refuse images declaring more pixels (default 50000000)
   --max-line-bytes lines longer than this become error rows (default 64MiB)

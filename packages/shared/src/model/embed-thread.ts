@@ -8,6 +8,9 @@ import type { EmbedRequest, EmbedThreadInit, EmbedThreadMessage } from './embed-
 import { cudaSessionFallbackWarning } from './execution-provider.js';
 
 const init = workerData as EmbedThreadInit;
+
+/** The text inputs Hugging Face text towers declare, all of which vecmill feeds as the Python processors do. */
+const knownTextInputs = new Set(['input_ids', 'attention_mask', 'token_type_ids', 'position_ids']);
 const port = parentPort;
 if (port === null) throw new Error('embed-thread must run as a worker thread');
 
@@ -55,6 +58,10 @@ async function main(): Promise<void> {
   const idsMeta = text?.inputMetadata.find((m) => m.name === 'input_ids');
   const seqDim = idsMeta !== undefined && idsMeta.isTensor ? idsMeta.shape[1] : undefined;
   const textInputs = new Set(text?.inputNames ?? []);
+  const unknownInputs = [...textInputs].filter((name) => !knownTextInputs.has(name));
+  if (unknownInputs.length > 0) {
+    throw new Error(`the text graph takes ${unknownInputs.join(', ')}, which vecmill does not know how to feed (it feeds ${[...knownTextInputs].join(', ')})`);
+  }
   const dims =
     (text !== undefined && textOut !== undefined ? outputDims(text, textOut) : undefined) ??
     (vision !== undefined && visionOut !== undefined ? outputDims(vision, visionOut) : undefined) ??
@@ -93,6 +100,10 @@ async function main(): Promise<void> {
       const mask = new BigInt64Array(req.batch * req.seqLen);
       req.lengths.forEach((len, i) => mask.fill(1n, i * req.seqLen, i * req.seqLen + Math.min(len, req.seqLen)));
       feeds['attention_mask'] = new ort.Tensor('int64', mask, [req.batch, req.seqLen]);
+    }
+    if (textInputs.has('token_type_ids')) {
+      // One caption is one segment: type 0 everywhere, as every family's post-processor assigns it.
+      feeds['token_type_ids'] = new ort.Tensor('int64', new BigInt64Array(req.batch * req.seqLen), [req.batch, req.seqLen]);
     }
     if (textInputs.has('position_ids')) {
       const pos = new BigInt64Array(req.batch * req.seqLen);
