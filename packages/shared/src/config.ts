@@ -12,7 +12,9 @@ import { ConfigError } from './errors.js';
 import type { RedisTarget } from './queue/bullmq-connection.js';
 import { DEFAULT_QUEUE_PREFIX, queuePrefixPattern, type QueueRole } from './queue/queue-names.js';
 import type { DeviceRequest } from './model/execution-provider.js';
+import { MODEL_FAMILIES, type ModelFamily } from './model/model-family.js';
 import type { ModelDtype } from './model/model-folder.js';
+import { FAMILY_PRESETS, type ModelPreset } from './modelgen/model-presets.js';
 import { checkRunId, type OutputFormat } from './run-plan.js';
 import type { S3ClientOptions } from './storage/s3-store.js';
 import type { InputKind } from './tsv/input-kind.js';
@@ -132,7 +134,8 @@ export function loadRunConfig(argv: readonly string[], env: NodeJS.ProcessEnv = 
 
 /** `vecmill make-model`. */
 export interface MakeModelConfig {
-  readonly preset: 'tiny' | 'vit-b-32';
+  readonly family: ModelFamily;
+  readonly preset: ModelPreset;
   readonly out: string;
   readonly seed: number;
   readonly tokenizer: string | undefined;
@@ -140,9 +143,11 @@ export interface MakeModelConfig {
 
 /** Parses `vecmill make-model` flags. */
 export function loadMakeModelConfig(argv: readonly string[]): MakeModelConfig {
-  const v = parseFlags(argv, { preset: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, tokenizer: { type: 'string' } }, 'make-model');
+  const v = parseFlags(argv, { family: { type: 'string' }, preset: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, tokenizer: { type: 'string' } }, 'make-model');
+  const family = v.family === undefined ? 'clip' : oneOf(v.family, MODEL_FAMILIES, '--family');
   return {
-    preset: v.preset === undefined ? 'tiny' : oneOf(v.preset, ['tiny', 'vit-b-32'] as const, '--preset'),
+    family,
+    preset: v.preset === undefined ? 'tiny' : oneOf(v.preset, Object.keys(FAMILY_PRESETS[family]) as ModelPreset[], '--preset'),
     out: required(v.out, '--out', 'the folder to write the model into'),
     seed: v.seed === undefined ? 42 : nonNegativeInt(v.seed, '--seed'),
     tokenizer: v.tokenizer,

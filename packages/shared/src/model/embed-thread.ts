@@ -34,8 +34,13 @@ function outputDims(session: ort.InferenceSession, name: string): number | undef
   return typeof last === 'number' ? last : undefined;
 }
 
+/**
+ * The embedding output: `text_embeds` / `image_embeds` of CLIP-style exports with projections,
+ * else `pooler_output` (SigLIP's towers have no projection; their pooled state is the embedding),
+ * else the first output.
+ */
 function pickOutput(session: ort.InferenceSession, preferred: string): string {
-  return session.outputNames.includes(preferred) ? preferred : (session.outputNames[0] as string);
+  return [preferred, 'pooler_output'].find((name) => session.outputNames.includes(name)) ?? (session.outputNames[0] as string);
 }
 
 async function main(): Promise<void> {
