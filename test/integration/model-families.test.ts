@@ -13,6 +13,7 @@ import type { ModelFamily } from '@vecmill/shared/model/model-family';
 import { loadModelFolder, type ModelFolder } from '@vecmill/shared/model/model-folder';
 import { OnnxEmbedder } from '@vecmill/shared/model/onnx-embedder';
 import { makeModel } from '@vecmill/shared/modelgen/make-model';
+import { QueryEmbedder } from '@vecmill/shared/retrieval/query-embedder';
 import { LocalStore } from '@vecmill/shared/storage/local-store';
 import { runEmbedded } from 'vecmill/embedded-run';
 import { readOutputRows, runCli, spawnWorker, waitUntil, type WorkerProcess } from '../support/distributed-helpers.js';
@@ -193,6 +194,29 @@ describe('vecmill run with Chinese-CLIP and SigLIP model folders', () => {
     await assert.rejects(
       runEmbedded(runConfig(['--input', join(dir, 'text.tsv'), '--model', modelDir, '--output', join(dir, 'out-context-bad'), '--context-length', '100']), () => undefined),
       (e: Error) => /--context-length 100/.test(e.message) && /64/.test(e.message),
+    );
+  });
+
+  it('search and eval queries embed with the run\'s family and truncation length', async () => {
+    for (const [family, out] of [['chinese_clip', 'out-context'], ['siglip', 'out-siglip-text']] as const) {
+      const manifest = JSON.parse(readFileSync(join(dir, out, 'manifest.json'), 'utf8')) as Manifest;
+      const query = await QueryEmbedder.open(manifest, ['text'], { model: join(dir, `model-${family}`), cacheDir: join(dir, 'cache'), s3: undefined });
+      try {
+        const lines = readFileSync(join(dir, 'text.tsv'), 'utf8').trimEnd().split('\n');
+        const stored = (await readOutputRows(new LocalStore(join(dir, out)))).text;
+        const vectors = await query.embedTexts([lines[4]!, lines[0]!]);
+        assert.ok(maxDiff(vectors.subarray(0, query.dims), stored[4]!) <= 1e-5, `${family}: a long caption, truncated as the run truncated it`);
+        assert.ok(maxDiff(vectors.subarray(query.dims), stored[0]!) <= 1e-5, `${family}: a short caption`);
+      } finally {
+        await query.close();
+      }
+    }
+  });
+
+  it('--reuse refuses an output embedded with another --context-length', async () => {
+    await assert.rejects(
+      runEmbedded(runConfig(['--input', join(dir, 'text.tsv'), '--model', join(dir, 'model-chinese_clip'), '--output', join(dir, 'out-reuse'), '--reuse', join(dir, 'out-context')]), () => undefined),
+      (e: Error) => /--reuse/.test(e.message) && /--context-length/.test(e.message),
     );
   });
 });
