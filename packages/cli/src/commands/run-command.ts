@@ -8,7 +8,7 @@ import { summarizeManifest } from '../manifest-summary.js';
 export const help = `vecmill run --input PATH|s3://... --model DIR --output DIR|s3://...
   Embed a TSV dataset in this process (no Redis, no S3 needed).
   --input, -i      TSV file, folder, glob, s3://bucket/key or s3://bucket/prefix/ (repeatable)
-  --model, -m      model folder (Hugging Face CLIP ONNX layout), s3:// folder, or a pulled repo id
+  --model, -m      model folder (Hugging Face ONNX layout: clip, chinese_clip, siglip), s3:// folder, or a pulled repo id
   --output, -o     output folder or s3://bucket/prefix/
   --kind           pairs|text|image (default: detected from the first lines)
   --split-size     bytes per split, e.g. 64MiB (default 64MiB)

@@ -78,7 +78,7 @@ export async function loadModelFolder(dir: string, dtype: ModelDtype, needs: Mod
   }
   if (missing.length > 0) {
     throw new ModelError(
-      `model folder ${dir} is missing ${missing.join(', ')}; pass a Hugging Face CLIP ONNX export (or make one with \`vecmill make-model\`), or choose another --dtype`,
+      `model folder ${dir} is missing ${missing.join(', ')}; pass a Hugging Face ONNX export of a CLIP, Chinese-CLIP or SigLIP model (or make one with \`vecmill make-model\`), or choose another --dtype`,
       { model: dir, missing: missing.join(',') },
     );
   }
