@@ -144,6 +144,23 @@ function channelStats(value: unknown, field: string, fallback: readonly [number,
   return [values[0] as number, values[1] as number, values[2] as number];
 }
 
+/** Only bicubic `resample` is implemented; `do_convert_rgb` is checked but not stored (images always become RGB). */
+function checkResampleAndRgb(json: Readonly<Record<string, unknown>>): void {
+  const resample = json['resample'];
+  if (resample !== undefined && resample !== null && resample !== PIL_BICUBIC) {
+    throw fail('resample', `must be ${PIL_BICUBIC} (bicubic), the only resampling vecmill implements`, resample);
+  }
+  flag(json, 'do_convert_rgb', true);
+}
+
+/** The rescale factor (1/255 by default), or undefined when `do_rescale` is false. */
+function parseRescale(json: Readonly<Record<string, unknown>>): number | undefined {
+  if (!flag(json, 'do_rescale', true)) return undefined;
+  const factor = json['rescale_factor'] ?? 1 / 255;
+  if (typeof factor !== 'number' || !Number.isFinite(factor) || factor <= 0) throw fail('rescale_factor', 'must be a positive number', factor);
+  return factor;
+}
+
 /**
  * Validates a model folder's `preprocessor_config.json` (already parsed as JSON) with Hugging
  * Face `CLIPImageProcessor` semantics and defaults (ChineseCLIPImageProcessor's are the same;
@@ -155,21 +172,12 @@ function channelStats(value: unknown, field: string, fallback: readonly [number,
 export function parsePreprocessSpec(json: unknown): PreprocessSpec {
   if (!isRecord(json)) throw fail('(top level)', 'must be a JSON object', json);
   if (processorKind(json) === 'siglip') return parseSiglipSpec(json);
-  const resample = json['resample'];
-  if (resample !== undefined && resample !== null && resample !== PIL_BICUBIC) {
-    throw fail('resample', `must be ${PIL_BICUBIC} (bicubic), the only resampling vecmill implements`, resample);
-  }
-  flag(json, 'do_convert_rgb', true);
+  checkResampleAndRgb(json);
 
   const resize = flag(json, 'do_resize', true) ? parseResize(json['size']) : undefined;
   const crop = flag(json, 'do_center_crop', true) ? parseCrop(json['crop_size']) : undefined;
 
-  let rescaleFactor: number | undefined;
-  if (flag(json, 'do_rescale', true)) {
-    const factor = json['rescale_factor'] ?? 1 / 255;
-    if (typeof factor !== 'number' || !Number.isFinite(factor) || factor <= 0) throw fail('rescale_factor', 'must be a positive number', factor);
-    rescaleFactor = factor;
-  }
+  const rescaleFactor = parseRescale(json);
 
   const normalize = flag(json, 'do_normalize', true)
     ? { mean: channelStats(json['image_mean'], 'image_mean', clipMean, false), std: channelStats(json['image_std'], 'image_std', clipStd, true) }
@@ -191,11 +199,7 @@ export function parsePreprocessSpec(json: unknown): PreprocessSpec {
  * and std 0.5 by default.
  */
 function parseSiglipSpec(json: Readonly<Record<string, unknown>>): PreprocessSpec {
-  const resample = json['resample'];
-  if (resample !== undefined && resample !== null && resample !== PIL_BICUBIC) {
-    throw fail('resample', `must be ${PIL_BICUBIC} (bicubic), the only resampling vecmill implements`, resample);
-  }
-  flag(json, 'do_convert_rgb', true);
+  checkResampleAndRgb(json);
   const size = json['size'] ?? { height: 224, width: 224 };
   if (!(isRecord(size) && Object.keys(size).sort().join(',') === 'height,width')) throw fail('size', 'must be {"height": h, "width": w} for SiglipImageProcessor', size);
   const exact = heightWidth(size, 'size');
@@ -203,12 +207,7 @@ function parseSiglipSpec(json: Readonly<Record<string, unknown>>): PreprocessSpe
   if (resize === undefined) {
     throw new ModelError('preprocessor_config.json: do_resize is false, so SigLIP images would come out in different sizes; set do_resize to true', { field: 'do_resize' });
   }
-  let rescaleFactor: number | undefined;
-  if (flag(json, 'do_rescale', true)) {
-    const factor = json['rescale_factor'] ?? 1 / 255;
-    if (typeof factor !== 'number' || !Number.isFinite(factor) || factor <= 0) throw fail('rescale_factor', 'must be a positive number', factor);
-    rescaleFactor = factor;
-  }
+  const rescaleFactor = parseRescale(json);
   const normalize = flag(json, 'do_normalize', true)
     ? { mean: channelStats(json['image_mean'], 'image_mean', halfStats, false), std: channelStats(json['image_std'], 'image_std', halfStats, true) }
     : undefined;
