@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as ort from 'onnxruntime-node';
@@ -191,6 +192,14 @@ describe('vecmill run with Chinese-CLIP and SigLIP model folders', () => {
     const full = (await readOutputRows(new LocalStore(join(dir, 'out-chinese_clip-text')))).text;
     assert.ok(maxDiff(short[4]!, full[4]!) > 1e-4, 'a caption longer than 8 tokens is cut');
     assert.ok(maxDiff(short[2]!, full[2]!) <= 1e-5, 'a caption of 5 tokens is not');
+    const success = await readFile(join(out, '_SUCCESS'));
+    await rm(join(out, '_SUCCESS'));
+    await assert.rejects(
+      runEmbedded(runConfig(['--input', join(dir, 'text.tsv'), '--model', modelDir, '--output', out]), () => undefined),
+      (e: Error) => /different --context-length/.test(e.message),
+      'resuming an unfinished run with another context length is refused',
+    );
+    await writeFile(join(out, '_SUCCESS'), success);
     await assert.rejects(
       runEmbedded(runConfig(['--input', join(dir, 'text.tsv'), '--model', modelDir, '--output', join(dir, 'out-context-bad'), '--context-length', '100']), () => undefined),
       (e: Error) => /--context-length 100/.test(e.message) && /64/.test(e.message),

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it, test } from 'node:test';
 import sharp from 'sharp';
@@ -12,10 +12,13 @@ import { preprocessImage } from '@vecmill/shared/model/image-preprocess';
 import { parseModelFamily } from '@vecmill/shared/model/model-family';
 import { parseClipConfig, resolveContextLength } from '@vecmill/shared/model/model-folder';
 import { parsePreprocessSpec } from '@vecmill/shared/model/preprocess-spec';
+import { makeModel } from '@vecmill/shared/modelgen/make-model';
+import { buildSmallTokenizer } from '@vecmill/shared/modelgen/small-tokenizer';
 import { buildSmallUnigramTokenizer } from '@vecmill/shared/modelgen/small-unigram-tokenizer';
 import { buildSmallWordPieceTokenizer } from '@vecmill/shared/modelgen/small-wordpiece-tokenizer';
 import { fixturesSkipReason, sharedFixturesDir } from '../support/fixtures.js';
 import { runConfig } from '../support/run-helpers.js';
+import { makeTempDir } from '../support/tmp.js';
 
 const dynamicGraph = { dynamic: true, fixedLength: undefined };
 
@@ -145,6 +148,20 @@ test('make-model flags: --family picks the family and only its presets', () => {
   assert.equal(loadMakeModelConfig(['--out', 'd']).family, 'clip');
   assert.throws(() => loadMakeModelConfig(['--family', 'siglip', '--preset', 'vit-b-32', '--out', 'd']), (e: unknown) => e instanceof ConfigError && /tiny, base-patch16-224/.test(e.message));
   assert.throws(() => loadMakeModelConfig(['--family', 'blip', '--out', 'd']), (e: unknown) => e instanceof ConfigError && /clip, chinese_clip, siglip/.test(e.message));
+});
+
+test('make-model refuses a preset of another family and a tokenizer without the family\'s special tokens, before writing', async () => {
+  const { dir, cleanup } = await makeTempDir('families-make');
+  try {
+    await assert.rejects(makeModel({ family: 'siglip', preset: 'vit-b-32', outDir: join(dir, 'a') }), (e: unknown) => e instanceof ConfigError && /vit-b-32/.test((e as Error).message) && /tiny, base-patch16-224/.test((e as Error).message));
+    await assert.rejects(makeModel({ family: 'blip' as 'clip', preset: 'tiny', outDir: join(dir, 'a') }), (e: unknown) => e instanceof ConfigError && /clip, chinese_clip, siglip/.test((e as Error).message));
+    writeFileSync(join(dir, 'clip-tokenizer.json'), JSON.stringify(buildSmallTokenizer()));
+    await assert.rejects(makeModel({ family: 'chinese_clip', preset: 'tiny', outDir: join(dir, 'b'), tokenizerPath: join(dir, 'clip-tokenizer.json') }), (e: unknown) => e instanceof ModelError && /\[CLS\]/.test((e as Error).message));
+    await assert.rejects(makeModel({ family: 'siglip', preset: 'tiny', outDir: join(dir, 'c'), tokenizerPath: join(dir, 'clip-tokenizer.json') }), (e: unknown) => e instanceof ModelError && /<\/s>/.test((e as Error).message));
+    assert.deepEqual(readdirSync(dir), ['clip-tokenizer.json'], 'nothing was written');
+  } finally {
+    await cleanup();
+  }
 });
 
 /** The test pattern of image-preprocess.test.ts, drawn as lossless PNG. */
