@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as ort from 'onnxruntime-node';
@@ -14,6 +14,8 @@ import type { ModelFamily } from '@vecmill/shared/model/model-family';
 import { loadModelFolder, type ModelFolder } from '@vecmill/shared/model/model-folder';
 import { OnnxEmbedder } from '@vecmill/shared/model/onnx-embedder';
 import { makeModel } from '@vecmill/shared/modelgen/make-model';
+import { OnnxGraphBuilder } from '@vecmill/shared/modelgen/onnx-graph-builder';
+import { writeOnnxModel } from '@vecmill/shared/modelgen/onnx-model-writer';
 import { QueryEmbedder } from '@vecmill/shared/retrieval/query-embedder';
 import { LocalStore } from '@vecmill/shared/storage/local-store';
 import { runEmbedded } from 'vecmill/embedded-run';
@@ -118,6 +120,19 @@ describe('model families on real ONNX graphs: text inputs, padding and pooling',
     assert.deepEqual(ours, await run(0n));
     assert.ok(maxDiff(ours, await run(1n)) > 1e-4, 'token types reach the graph');
     await session.release();
+  });
+
+  it('a text graph declaring an input vecmill cannot feed is refused when it opens, naming the input', async () => {
+    const odd = join(dir, 'model-odd');
+    await cp(join(dir, 'model-siglip'), odd, { recursive: true });
+    const g = new OnnxGraphBuilder('odd_text_model', 1);
+    const ids = g.input('input_ids', 'int64', ['batch_size', 'sequence_length']);
+    const text = g.input('text', 'int64', ['batch_size', 'sequence_length']);
+    g.op('Cast', [g.op('Add', [ids, text])], { to: { i: 1 } }, 'text_embeds');
+    g.output('text_embeds', 'float32', ['batch_size', 'sequence_length']);
+    await writeOnnxModel(join(odd, 'onnx', 'text_model.onnx'), g.build(), { opsetVersion: 17, docString: 'a graph in another layout' });
+    const model = await loadModelFolder(odd, 'fp32', { text: true, image: false });
+    await assert.rejects(OnnxEmbedder.open(model, { plan: cpu, intraOpThreads: 1 }), (e: Error) => /takes text/.test(e.message) && /input_ids, attention_mask, token_type_ids, position_ids/.test(e.message) && !e.message.includes('\n'));
   });
 
   it('siglip: every batch is padded to 64 with the pad token; trimming would change the embedding', async () => {
