@@ -80,6 +80,7 @@ describe('model families on real ONNX graphs: text inputs, padding and pooling',
     assert.deepEqual(siglipText.outputNames, ['pooler_output']);
     const siglipVision = await ort.InferenceSession.create(get('siglip').model.visionModelPath!);
     assert.deepEqual(siglipVision.outputNames, ['pooler_output']);
+    assert.deepEqual([get('chinese_clip').embedder.textTakesMask, get('siglip').embedder.textTakesMask], [true, false]);
     assert.equal(get('chinese_clip').model.config.contextLength, 52);
     assert.equal(get('siglip').model.config.contextLength, 64);
     for (const s of [chinese, siglipText, siglipVision]) await s.release();
@@ -87,7 +88,7 @@ describe('model families on real ONNX graphs: text inputs, padding and pooling',
 
   it('chinese_clip: a caption alone, beside a much longer one, or padded to 52 gives the same vector (the mask makes trimming exact)', async () => {
     const { embedder, tokenizer } = get('chinese_clip');
-    const pad = tokenizer.padLength(true, embedder.textInput);
+    const pad = tokenizer.padLength(true, embedder);
     assert.equal(pad, undefined, 'Chinese-CLIP trims padding to the batch');
     const alone = await embedder.embedText(tokenizer.encodeBatch(['一只可爱的小狗'], pad));
     const batch = tokenizer.encodeBatch(['一只可爱的小狗', longCaption], pad);
@@ -137,7 +138,7 @@ describe('model families on real ONNX graphs: text inputs, padding and pooling',
 
   it('siglip: every batch is padded to 64 with the pad token; trimming would change the embedding', async () => {
     const { embedder, tokenizer } = get('siglip');
-    const pad = tokenizer.padLength(true, embedder.textInput);
+    const pad = tokenizer.padLength(true, embedder);
     assert.equal(pad, 64);
     const alone = tokenizer.encodeBatch(['a photo of a cat'], pad);
     const beside = tokenizer.encodeBatch(['a photo of a cat', longCaption], pad);
@@ -174,7 +175,7 @@ describe('vecmill run with Chinese-CLIP and SigLIP model folders', () => {
         const tokenizer = new ClipTokenizer(model.tokenizerJson, model.tokenizerConfig, { contextLength: model.config.contextLength, family });
         const spec = parsePreprocessSpec(model.preprocessorConfig);
         const lines = readFileSync(join(dir, 'pairs.tsv'), 'utf8').trimEnd().split('\n');
-        const expectText = async (caption: string) => l2NormalizeRows(await embedder.embedText(tokenizer.encodeBatch([caption], tokenizer.padLength(false, embedder.textInput))), embedder.dims);
+        const expectText = async (caption: string) => l2NormalizeRows(await embedder.embedText(tokenizer.encodeBatch([caption], tokenizer.padLength(false, embedder))), embedder.dims);
         const expectImage = async (field: string) => {
           const pixels = await preprocessImage(Buffer.from(field, 'base64'), spec, defaultDecodeOptions);
           return l2NormalizeRows(await embedder.embedImages(pixels, 1, spec.outHeight, spec.outWidth), embedder.dims);

@@ -20,7 +20,9 @@ import { fixturesSkipReason, sharedFixturesDir } from '../support/fixtures.js';
 import { runConfig } from '../support/run-helpers.js';
 import { makeTempDir } from '../support/tmp.js';
 
-const dynamicGraph = { dynamic: true, fixedLength: undefined };
+/** A text graph with a dynamic sequence axis, with and without an attention_mask input. */
+const dynamicGraph = { textInput: { dynamic: true, fixedLength: undefined }, textTakesMask: true };
+const unmaskedGraph = { ...dynamicGraph, textTakesMask: false };
 
 function chineseFixture(): unknown {
   return JSON.parse(readFileSync(join(sharedFixturesDir() as string, 'chinese-bert-tokenizer', 'tokenizer.json'), 'utf8')) as unknown;
@@ -44,7 +46,7 @@ describe('chinese_clip tokenizer on the real Chinese BERT tokenizer.json', { ski
     assert.deepEqual(tok.encode(''), [101, 102]);
     assert.equal(tok.padTokenId, 0, '[PAD] comes from the vocabulary');
     assert.equal(tok.endTokenId, 102);
-    assert.equal(tok.trimmable, true);
+    assert.equal(tok.trimming, 'with-mask');
   });
 
   it('truncates to the context length keeping [SEP] last, as truncation=True does', () => {
@@ -67,6 +69,8 @@ describe('chinese_clip tokenizer on the real Chinese BERT tokenizer.json', { ski
     assert.deepEqual(batch.lengths, [9, 5]);
     assert.deepEqual([...batch.ids.slice(9)].map(Number), [101, 8377, 1476, 1565, 102, 0, 0, 0, 0]);
     const full = tok.encodeBatch(['café 咖啡'], tok.padLength(false, dynamicGraph));
+    assert.equal(tok.padLength(true, unmaskedGraph), 52, 'a BERT graph without attention_mask cannot ignore padding, so it is never trimmed');
+    assert.equal(tok.padLength(true, { textInput: { dynamic: false, fixedLength: 40 }, textTakesMask: true }), 40, 'a fixed sequence axis is respected');
     assert.equal(full.seqLen, 52);
     assert.deepEqual(full.lengths, [5]);
   });
@@ -82,7 +86,7 @@ describe('siglip tokenizer on the generated Unigram tokenizer.json', () => {
     assert.equal(ids[5], eos);
     assert.ok(ids.slice(0, 5).every((t) => t !== eos && t !== 2), `whole-word pieces, no <unk>: ${ids.join(' ')}`);
     assert.deepEqual(tok.encode(''), [eos]);
-    assert.equal(tok.trimmable, false);
+    assert.equal(tok.trimming, 'never');
     assert.equal(tok.padLength(true, dynamicGraph), 64, 'never trimmed, even with --trim-text on a dynamic graph');
     const batch = tok.encodeBatch(['a cat', 'a photo of a dog on the beach'], tok.padLength(true, dynamicGraph));
     assert.equal(batch.seqLen, 64);
@@ -107,6 +111,14 @@ test('the generated WordPiece tokenizer has BERT\'s structure: [CLS] … [SEP], 
   assert.equal(ids[9], tok.endTokenId);
   assert.equal(tok.padTokenId, 0);
   assert.ok(!ids.includes(1), `no [UNK]: ${ids.join(' ')}`);
+});
+
+test('CLIP trims whether or not its graph takes a mask: the causal tower never sees padding before the end token', () => {
+  const tok = new ClipTokenizer(buildSmallTokenizer(), {}, { contextLength: 77 });
+  assert.equal(tok.family, 'clip');
+  assert.equal(tok.padLength(true, unmaskedGraph), undefined);
+  assert.equal(tok.padLength(true, dynamicGraph), undefined);
+  assert.equal(tok.padLength(false, unmaskedGraph), 77);
 });
 
 test('a tokenizer that lacks the family\'s pad token fails in one line', () => {

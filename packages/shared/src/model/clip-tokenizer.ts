@@ -1,6 +1,7 @@
 import { Tokenizer } from '@huggingface/tokenizers';
 import { ModelError } from '../errors.js';
-import { familyTraits, type ModelFamily } from './model-family.js';
+import type { Embedder } from './embedder.js';
+import { familyTraits, type FamilyTraits, type ModelFamily } from './model-family.js';
 
 /**
  * Captions longer than this many UTF-16 units are cut before tokenizing: no family keeps more than
@@ -49,11 +50,8 @@ export class ClipTokenizer {
   /** The last special token of a caption (CLIP's end-of-text, BERT's `[SEP]`, SigLIP's `</s>`), or undefined when none is added. */
   readonly endTokenId: number | undefined;
   readonly padTokenId: number;
-  /**
-   * Whether a batch may be padded only to its longest caption: exact for CLIP and for
-   * Chinese-CLIP with its attention mask; never for SigLIP (see `FamilyTraits.trimmable`).
-   */
-  readonly trimmable: boolean;
+  /** When a batch may be padded only to its longest caption (see `FamilyTraits.trimming`). */
+  readonly trimming: FamilyTraits['trimming'];
   private readonly attendsToPadding: boolean;
   private readonly frame: SpecialFrame;
   private readonly tokenizer: Tokenizer;
@@ -89,7 +87,7 @@ export class ClipTokenizer {
       throw new ModelError(`context length ${options.contextLength} leaves no room for a caption between ${reserved} special tokens; pass a larger --context-length`);
     }
     this.contextLength = options.contextLength;
-    this.trimmable = traits.trimmable;
+    this.trimming = traits.trimming;
     this.attendsToPadding = traits.attendsToPadding;
   }
 
@@ -105,7 +103,7 @@ export class ClipTokenizer {
 
   /**
    * Encodes a batch padded to `padTo` tokens, or to the batch's longest caption when `padTo` is
-   * undefined (only where `trimmable`; several times cheaper on short captions).
+   * undefined (only where `padLength` allows it; several times cheaper on short captions).
    */
   encodeBatch(texts: readonly string[], padTo: number | undefined): TokenBatch {
     return this.packBatch(texts.map((t) => this.encode(t)), padTo);
@@ -123,12 +121,14 @@ export class ClipTokenizer {
   }
 
   /**
-   * The padding length for a text graph of this shape: undefined (pad to the batch's longest
-   * caption) only when trimming is asked for, the family allows it and the graph's sequence axis
-   * is dynamic; else the graph's fixed length, else the context length.
+   * The padding length for a text graph: undefined (pad to the batch's longest caption) only when
+   * trimming is asked for, the graph's sequence axis is dynamic, and the family makes it exact
+   * with this graph (CLIP always; Chinese-CLIP when the graph takes the attention mask; SigLIP
+   * never); else the graph's fixed length, else the context length.
    */
-  padLength(trimText: boolean, graph: { readonly dynamic: boolean; readonly fixedLength: number | undefined }): number | undefined {
-    return trimText && this.trimmable && graph.dynamic ? undefined : (graph.fixedLength ?? this.contextLength);
+  padLength(trimText: boolean, graph: Pick<Embedder, 'textInput' | 'textTakesMask'>): number | undefined {
+    const exact = this.trimming === 'always' || (this.trimming === 'with-mask' && graph.textTakesMask);
+    return trimText && exact && graph.textInput.dynamic ? undefined : (graph.textInput.fixedLength ?? this.contextLength);
   }
 }
 

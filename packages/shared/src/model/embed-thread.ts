@@ -78,6 +78,7 @@ async function main(): Promise<void> {
     dims,
     textSeqFixed: typeof seqDim === 'number' ? seqDim : undefined,
     textSeqDynamic: typeof seqDim !== 'number',
+    textTakesMask: textInputs.has('attention_mask'),
   };
   port!.postMessage(ready);
 

@@ -13,12 +13,13 @@ export const MODEL_FAMILIES: readonly ModelFamily[] = ['clip', 'chinese_clip', '
  */
 export interface FamilyTraits {
   /**
-   * Whether padding may be trimmed to the batch's longest caption without changing any embedding:
-   * true for CLIP (causal tower pooled at the end token) and Chinese-CLIP (bidirectional encoder
-   * pooled at `[CLS]`, exact because the attention mask is fed); false for SigLIP, which was
-   * trained on captions padded to `max_length`, pools the last position and attends to padding.
+   * When padding may be trimmed to the batch's longest caption without changing any embedding:
+   * `always` for CLIP (causal tower pooled at the end token); `with-mask` for Chinese-CLIP
+   * (bidirectional encoder pooled at `[CLS]`: exact only when the graph takes the attention
+   * mask); `never` for SigLIP, which was trained on captions padded to `max_length`, pools the
+   * last position and attends to padding.
    */
-  readonly trimmable: boolean;
+  readonly trimming: 'always' | 'with-mask' | 'never';
   /** Whether the attention mask covers padding too: SigLIP's text tower was trained without masking. */
   readonly attendsToPadding: boolean;
   /** The text config's `max_position_embeddings` default (CLIPTextConfig 77, ChineseCLIPTextConfig 512, SiglipTextConfig 64). */
@@ -30,9 +31,9 @@ export interface FamilyTraits {
 }
 
 const traits: Readonly<Record<ModelFamily, FamilyTraits>> = {
-  clip: { trimmable: true, attendsToPadding: false, defaultMaxPositions: 77, defaultPadToken: '<|endoftext|>', tokenizerName: 'CLIP byte-level BPE' },
-  chinese_clip: { trimmable: true, attendsToPadding: false, defaultMaxPositions: 512, defaultPadToken: '[PAD]', tokenizerName: 'BERT WordPiece' },
-  siglip: { trimmable: false, attendsToPadding: true, defaultMaxPositions: 64, defaultPadToken: '</s>', tokenizerName: 'SigLIP SentencePiece (Unigram)' },
+  clip: { trimming: 'always', attendsToPadding: false, defaultMaxPositions: 77, defaultPadToken: '<|endoftext|>', tokenizerName: 'CLIP byte-level BPE' },
+  chinese_clip: { trimming: 'with-mask', attendsToPadding: false, defaultMaxPositions: 512, defaultPadToken: '[PAD]', tokenizerName: 'BERT WordPiece' },
+  siglip: { trimming: 'never', attendsToPadding: true, defaultMaxPositions: 64, defaultPadToken: '</s>', tokenizerName: 'SigLIP SentencePiece (Unigram)' },
 };
 
 /** The traits of a family. */

@@ -73,7 +73,7 @@ export class QueryEmbedder {
   /** `texts.length × dims` float32 values, row-major. */
   async embedTexts(texts: readonly string[]): Promise<Float32Array> {
     if (this.tokenizer === undefined) throw new ModelError('this query embedder was opened without the text tower');
-    const padTo = this.tokenizer.padLength(this.trimText, this.embedder.textInput);
+    const padTo = this.tokenizer.padLength(this.trimText, this.embedder);
     const values = await this.embedder.embedText(this.tokenizer.encodeBatch(texts, padTo));
     return this.normalize ? l2NormalizeRows(values, this.dims) : values;
   }
