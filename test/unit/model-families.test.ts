@@ -149,7 +149,10 @@ test('the truncation length is model_max_length, else max_position_embeddings, a
   assert.equal(resolveContextLength(chinese, undefined), 52);
   assert.equal(resolveContextLength(chinese, 32), 32, "EasyNLP's sequence_length 32");
   assert.throws(() => resolveContextLength(chinese, 513), (e: unknown) => e instanceof ConfigError && /--context-length 513/.test(e.message) && /512/.test(e.message));
-  assert.throws(() => parseClipConfig({ model_type: 'clip' }, 'm', { model_max_length: 100 }), (e: unknown) => e instanceof ModelError && /model_max_length 100/.test(e.message));
+  const tooLong = parseClipConfig({ model_type: 'clip' }, 'm', { model_max_length: 100 });
+  assert.throws(() => resolveContextLength(tooLong, undefined), (e: unknown) => e instanceof ConfigError && /model_max_length 100/.test(e.message) && /--context-length 77/.test(e.message));
+  assert.equal(resolveContextLength(tooLong, 77), 77, '--context-length is the way out of a model_max_length the model cannot take');
+  assert.throws(() => parseClipConfig({ model_type: 'clip' }, 'm', { model_max_length: 1.5 }), (e: unknown) => e instanceof ModelError && /model_max_length 1.5/.test(e.message));
   assert.equal(runConfig(['--input', 'x.tsv', '--model', 'm', '--output', 'o', '--context-length', '32']).contextLength, 32);
   assert.equal(runConfig(['--input', 'x.tsv', '--model', 'm', '--output', 'o']).contextLength, undefined);
   assert.throws(() => runConfig(['--input', 'x.tsv', '--model', 'm', '--output', 'o', '--context-length', 'many']), ConfigError);

@@ -121,11 +121,8 @@ export function parseClipConfig(raw: unknown, where: string, tokenizerConfig: Re
   let context = positions;
   const maxLength = tokenizerConfig['model_max_length'];
   if (typeof maxLength === 'number' && maxLength < unsetModelMaxLength) {
-    if (!Number.isInteger(maxLength) || maxLength < 2 || maxLength > positions) {
-      throw new ModelError(
-        `tokenizer_config.json in ${where}: model_max_length ${maxLength} must be an integer from 2 to text_config.max_position_embeddings (${positions}); fix the file or pass --context-length`,
-        { model: where, field: 'model_max_length' },
-      );
+    if (!Number.isInteger(maxLength) || maxLength < 2) {
+      throw new ModelError(`tokenizer_config.json in ${where}: model_max_length ${maxLength} must be an integer >= 2; fix the file`, { model: where, field: 'model_max_length' });
     }
     context = maxLength;
   }
@@ -133,9 +130,20 @@ export function parseClipConfig(raw: unknown, where: string, tokenizerConfig: Re
   return { family, projectionDim: projection, contextLength: context, maxPositions: positions, vocabSize: typeof vocab === 'number' ? vocab : undefined, raw };
 }
 
-/** The truncation length of a run: `--context-length` when given (checked against the model), else the folder's own. */
+/**
+ * The truncation length of a run: `--context-length` when given, else the folder's own; either
+ * must fit the text tower's position table, or every long caption would fail in the graph.
+ */
 export function resolveContextLength(config: ClipConfig, override: number | undefined): number {
-  if (override === undefined) return config.contextLength;
+  if (override === undefined) {
+    if (config.contextLength > config.maxPositions) {
+      throw new ConfigError(
+        `the model's tokenizer_config.json model_max_length ${config.contextLength} exceeds its text_config.max_position_embeddings (${config.maxPositions}); pass --context-length ${config.maxPositions} or less`,
+        { flag: '--context-length' },
+      );
+    }
+    return config.contextLength;
+  }
   if (override < 2 || override > config.maxPositions) {
     throw new ConfigError(`--context-length ${override} does not fit this model: pass a number from 2 to ${config.maxPositions} (its text_config.max_position_embeddings)`, { flag: '--context-length' });
   }
