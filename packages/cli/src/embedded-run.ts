@@ -41,7 +41,7 @@ export async function runEmbedded(config: RunConfig, events: RunEventSink, cwd =
   }
   const { plan, resumed, model, providerPlan } = await planFromRunConfig(config, opened, cwd, (message) => events({ type: 'warning', message }));
   const needs = modalities(plan.settings.kind);
-  const tokenizer = needs.text ? new ClipTokenizer(model.tokenizerJson, model.tokenizerConfig, { contextLength: model.config.contextLength }) : undefined;
+  const tokenizer = needs.text ? new ClipTokenizer(model.tokenizerJson, model.tokenizerConfig, { contextLength: plan.model.contextLength, family: model.config.family }) : undefined;
   const reuse = plan.reuse === undefined ? undefined : await ReuseIndex.open(openStore(parseLocation(plan.reuse, cwd), config.env.s3), plan);
 
   const pending: RunPlan['splits'][number][] = [];

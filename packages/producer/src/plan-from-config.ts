@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { RunConfig } from '@vecmill/shared/config';
 import { describeError, StorageError } from '@vecmill/shared/errors';
 import { detectProviderAvailability, planExecutionProviders, type ProviderPlan } from '@vecmill/shared/model/execution-provider';
-import { loadModelFolder, type ModelFolder } from '@vecmill/shared/model/model-folder';
+import { loadModelFolder, resolveContextLength, type ModelFolder } from '@vecmill/shared/model/model-folder';
 import { resolveModelDir } from '@vecmill/shared/model/resolve-model';
 import { modalities, type RunPlan } from '@vecmill/shared/run-plan';
 import { formatLocation, parseLocation } from '@vecmill/shared/storage/location';
@@ -67,7 +67,7 @@ export async function planFromRunConfig(run: RunConfig, opened: OpenedOutput, cw
       fingerprint: model.fingerprint,
       dims: model.config.projectionDim,
       preprocessing: model.preprocessorConfig,
-      contextLength: model.config.contextLength,
+      contextLength: resolveContextLength(model.config, run.contextLength),
     },
     settings: {
       kind,

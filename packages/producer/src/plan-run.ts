@@ -95,6 +95,7 @@ function planDifference(
   if (JSON.stringify(plan.inputs) !== JSON.stringify(want.inputs)) return 'inputs (a file was added, removed or changed)';
   if (plan.model.fingerprint.id !== want.model.fingerprint.id || plan.model.dtype !== want.model.dtype) return 'model';
   if (plan.splitSize !== want.splitSize) return '--split-size';
+  if (plan.model.contextLength !== want.model.contextLength) return '--context-length';
   const a = plan.settings;
   const b = want.settings;
   for (const k of Object.keys(b) as (keyof EmbedSettings)[]) {

@@ -13,7 +13,9 @@ import { parseCommandLine, type FlagValues } from './parse-command-line.js';
 import type { RedisTarget } from './queue/bullmq-connection.js';
 import { DEFAULT_QUEUE_PREFIX, queuePrefixPattern, type QueueRole } from './queue/queue-names.js';
 import type { DeviceRequest } from './model/execution-provider.js';
+import { MODEL_FAMILIES, type ModelFamily } from './model/model-family.js';
 import type { ModelDtype } from './model/model-folder.js';
+import { FAMILY_PRESETS, type ModelPreset } from './modelgen/model-presets.js';
 import { checkRunId, type OutputFormat } from './run-plan.js';
 import type { S3ClientOptions } from './storage/s3-store.js';
 import type { InputKind } from './tsv/input-kind.js';
@@ -48,6 +50,8 @@ export interface RunConfig {
   readonly fastDecode: boolean;
   readonly maxLineBytes: number;
   readonly trimText: boolean;
+  /** `--context-length N`: tokens per caption instead of the model's own truncation length. */
+  readonly contextLength: number | undefined;
   readonly device: DeviceRequest;
   readonly threads: number;
   /** Image preprocessing threads (decode + exact resize), default: all cores. */
@@ -87,6 +91,7 @@ const runOptions = {
   'fast-decode': { type: 'boolean' },
   'max-line-bytes': { type: 'string' },
   'no-trim-text': { type: 'boolean' },
+  'context-length': { type: 'string' },
   device: { type: 'string' },
   threads: { type: 'string' },
   'decode-threads': { type: 'string' },
@@ -121,6 +126,7 @@ function runConfigFrom(v: FlagValues<typeof runOptions>, env: NodeJS.ProcessEnv)
     fastDecode: v['fast-decode'] === true,
     maxLineBytes: v['max-line-bytes'] === undefined ? runDefaults.maxLineBytes : parseSize(v['max-line-bytes'], '--max-line-bytes'),
     trimText: v['no-trim-text'] !== true,
+    contextLength: v['context-length'] === undefined ? undefined : positiveInt(v['context-length'], '--context-length'),
     device: v.device === undefined ? runDefaults.device : oneOf(v.device, ['cpu', 'cuda', 'auto'] as const, '--device'),
     threads: v.threads === undefined ? availableParallelism() : positiveInt(v.threads, '--threads'),
     decodeThreads: v['decode-threads'] === undefined ? availableParallelism() : positiveInt(v['decode-threads'], '--decode-threads'),
@@ -133,7 +139,8 @@ function runConfigFrom(v: FlagValues<typeof runOptions>, env: NodeJS.ProcessEnv)
 
 /** `vecmill make-model`. */
 export interface MakeModelConfig {
-  readonly preset: 'tiny' | 'vit-b-32';
+  readonly family: ModelFamily;
+  readonly preset: ModelPreset;
   readonly out: string;
   readonly seed: number;
   readonly tokenizer: string | undefined;
@@ -141,9 +148,11 @@ export interface MakeModelConfig {
 
 /** Parses `vecmill make-model` flags. */
 export function loadMakeModelConfig(argv: readonly string[]): MakeModelConfig {
-  const v = parseCommandLine(argv, { preset: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, tokenizer: { type: 'string' } }).values;
+  const v = parseCommandLine(argv, { family: { type: 'string' }, preset: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, tokenizer: { type: 'string' } }).values;
+  const family = v.family === undefined ? 'clip' : oneOf(v.family, MODEL_FAMILIES, '--family');
   return {
-    preset: v.preset === undefined ? 'tiny' : oneOf(v.preset, ['tiny', 'vit-b-32'] as const, '--preset'),
+    family,
+    preset: v.preset === undefined ? 'tiny' : oneOf(v.preset, Object.keys(FAMILY_PRESETS[family]) as ModelPreset[], '--preset'),
     out: required(v.out, '--out', 'the folder to write the model into'),
     seed: v.seed === undefined ? 42 : nonNegativeInt(v.seed, '--seed'),
     tokenizer: v.tokenizer,

@@ -95,7 +95,7 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
   const preprocess = deps.images?.spec;
   const settings = plan.settings;
   const dims = embedder.dims;
-  const padTo = settings.trimText && embedder.textInput.dynamic ? undefined : (embedder.textInput.fixedLength ?? tokenizer?.contextLength);
+  const padTo = tokenizer?.padLength(settings.trimText, embedder);
   const pixelsPerImage = preprocess === undefined ? 0 : 3 * preprocess.outHeight * preprocess.outWidth;
   // Text-only inputs read several batches at once and sort them by token length, so each model
   // call pads to a near-uniform length; with images the window stays one batch to bound memory.

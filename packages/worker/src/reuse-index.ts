@@ -91,6 +91,7 @@ function incompatibility(m: Manifest, plan: RunPlan): string | undefined {
   if (JSON.stringify(m.model.preprocessing ?? null) !== JSON.stringify(plan.model.preprocessing ?? null)) return 'preprocessing';
   if (m.settings.fastDecode !== plan.settings.fastDecode) return '--fast-decode';
   if (m.settings.trimText !== plan.settings.trimText) return '--no-trim-text';
+  if (m.model.contextLength !== plan.model.contextLength) return '--context-length';
   if (m.dtype !== plan.settings.outDtype) return '--out-dtype';
   return undefined;
 }

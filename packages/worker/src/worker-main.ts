@@ -107,7 +107,7 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
     }
     return {
       embedder: await embedder,
-      tokenizer: needs.text ? new ClipTokenizer(model.tokenizerJson, model.tokenizerConfig, { contextLength: model.config.contextLength }) : undefined,
+      tokenizer: needs.text ? new ClipTokenizer(model.tokenizerJson, model.tokenizerConfig, { contextLength: plan.model.contextLength, family: model.config.family }) : undefined,
       images,
     };
   };

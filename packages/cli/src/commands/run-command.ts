@@ -8,7 +8,7 @@ import { summarizeManifest } from '../manifest-summary.js';
 export const help = `vecmill run --input PATH|s3://... --model DIR --output DIR|s3://...
   Embed a TSV dataset in this process (no Redis, no S3 needed).
   --input, -i      TSV file, folder, glob, s3://bucket/key or s3://bucket/prefix/ (repeatable)
-  --model, -m      model folder (Hugging Face CLIP ONNX layout), s3:// folder, or a pulled repo id
+  --model, -m      model folder (Hugging Face ONNX layout: clip, chinese_clip, siglip), s3:// folder, or a pulled repo id
   --output, -o     output folder or s3://bucket/prefix/
   --kind           pairs|text|image (default: detected from the first lines)
   --split-size     bytes per split, e.g. 64MiB (default 64MiB)
@@ -22,6 +22,7 @@ export const help = `vecmill run --input PATH|s3://... --model DIR --output DIR|
   --formats        extra outputs: npy,tsv (default parquet,npy)
   --no-normalize   keep raw embeddings (default: L2-normalized)
   --no-trim-text   pad text to the full context instead of the batch's longest caption
+  --context-length tokens per caption (default: tokenizer_config model_max_length, else the text config's)
   --fast-decode    JPEG shrink-on-load before the exact resize (faster, not bit-exact)
   --max-pixels     refuse images declaring more pixels (default 50000000)
   --max-line-bytes lines longer than this become error rows (default 64MiB)

@@ -16,6 +16,7 @@ export interface EmbedThreadReady {
   readonly dims: number;
   readonly textSeqFixed: number | undefined;
   readonly textSeqDynamic: boolean;
+  readonly textTakesMask: boolean;
 }
 
 export type EmbedRequest =

@@ -8,6 +8,9 @@ import type { EmbedRequest, EmbedThreadInit, EmbedThreadMessage } from './embed-
 import { cudaSessionFallbackWarning } from './execution-provider.js';
 
 const init = workerData as EmbedThreadInit;
+
+/** The text inputs Hugging Face text towers declare, all of which vecmill feeds as the Python processors do. */
+const knownTextInputs = new Set(['input_ids', 'attention_mask', 'token_type_ids', 'position_ids']);
 const port = parentPort;
 if (port === null) throw new Error('embed-thread must run as a worker thread');
 
@@ -31,8 +34,13 @@ function outputDims(session: ort.InferenceSession, name: string): number | undef
   return typeof last === 'number' ? last : undefined;
 }
 
+/**
+ * The embedding output: `text_embeds` / `image_embeds` of CLIP-style exports with projections,
+ * else `pooler_output` (SigLIP's towers have no projection; their pooled state is the embedding),
+ * else the first output.
+ */
 function pickOutput(session: ort.InferenceSession, preferred: string): string {
-  return session.outputNames.includes(preferred) ? preferred : (session.outputNames[0] as string);
+  return [preferred, 'pooler_output'].find((name) => session.outputNames.includes(name)) ?? (session.outputNames[0] as string);
 }
 
 async function main(): Promise<void> {
@@ -55,6 +63,10 @@ async function main(): Promise<void> {
   const idsMeta = text?.inputMetadata.find((m) => m.name === 'input_ids');
   const seqDim = idsMeta !== undefined && idsMeta.isTensor ? idsMeta.shape[1] : undefined;
   const textInputs = new Set(text?.inputNames ?? []);
+  const unknownInputs = [...textInputs].filter((name) => !knownTextInputs.has(name));
+  if (unknownInputs.length > 0) {
+    throw new Error(`the text graph takes ${unknownInputs.join(', ')}, which vecmill does not know how to feed (it feeds ${[...knownTextInputs].join(', ')})`);
+  }
   const dims =
     (text !== undefined && textOut !== undefined ? outputDims(text, textOut) : undefined) ??
     (vision !== undefined && visionOut !== undefined ? outputDims(vision, visionOut) : undefined) ??
@@ -66,6 +78,7 @@ async function main(): Promise<void> {
     dims,
     textSeqFixed: typeof seqDim === 'number' ? seqDim : undefined,
     textSeqDynamic: typeof seqDim !== 'number',
+    textTakesMask: textInputs.has('attention_mask'),
   };
   port!.postMessage(ready);
 
@@ -93,6 +106,10 @@ async function main(): Promise<void> {
       const mask = new BigInt64Array(req.batch * req.seqLen);
       req.lengths.forEach((len, i) => mask.fill(1n, i * req.seqLen, i * req.seqLen + Math.min(len, req.seqLen)));
       feeds['attention_mask'] = new ort.Tensor('int64', mask, [req.batch, req.seqLen]);
+    }
+    if (textInputs.has('token_type_ids')) {
+      // One caption is one segment: type 0 everywhere, as every family's post-processor assigns it.
+      feeds['token_type_ids'] = new ort.Tensor('int64', new BigInt64Array(req.batch * req.seqLen), [req.batch, req.seqLen]);
     }
     if (textInputs.has('position_ids')) {
       const pos = new BigInt64Array(req.batch * req.seqLen);

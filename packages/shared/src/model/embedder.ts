@@ -17,6 +17,8 @@ export interface Embedder {
   readonly hasText: boolean;
   readonly hasImage: boolean;
   readonly textInput: TextInputShape;
+  /** Whether the text graph takes `attention_mask`: a bidirectional tower (BERT) ignores padding only then. */
+  readonly textTakesMask: boolean;
   /** Which execution provider actually runs the sessions (after any fallback). */
   readonly device: 'cpu' | 'cuda';
   /** `batch * dims` floats, row-major. */

@@ -198,7 +198,7 @@ function missingFilesError(s: Session, revision: string, dtype: ModelDtype, miss
   const available = allDtypes.filter((d) => requiredModelFiles(d, { text: true, image: true }).every((f) => present.has(f)));
   const hint = available.length > 0
     ? `try --dtype ${available.join(' or --dtype ')}`
-    : 'it is not a CLIP ONNX export with onnx/text_model*.onnx and onnx/vision_model*.onnx (as Xenova/clip-* repos are)';
+    : 'it is not a CLIP, Chinese-CLIP or SigLIP ONNX export with onnx/text_model*.onnx and onnx/vision_model*.onnx (as Xenova/clip-vit-base-patch32, Xenova/chinese-clip-vit-base-patch16 and Xenova/siglip-base-patch16-224 are)';
   return new DownloadError(`model repo ${s.repoId}@${revision} has no ${missing.join(', ')} for --dtype ${dtype}; ${hint}`, { repoId: s.repoId, revision, dtype, missing: missing.join(',') });
 }
 

@@ -2,9 +2,10 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ModelError, NotFoundError } from '../errors.js';
+import { ConfigError, ModelError, NotFoundError } from '../errors.js';
 import { LocalStore } from '../storage/local-store.js';
 import type { ObjectStore } from '../storage/object-store.js';
+import { familyTraits, parseModelFamily, type ModelFamily } from './model-family.js';
 
 /** Which ONNX files of a Hugging Face CLIP export to load. */
 export type ModelDtype = 'fp32' | 'fp16' | 'q8';
@@ -12,10 +13,19 @@ export type ModelDtype = 'fp32' | 'fp16' | 'q8';
 /** File-name suffix per dtype, as transformers.js / optimum name their exports. */
 const dtypeSuffix: Readonly<Record<ModelDtype, string>> = { fp32: '', fp16: '_fp16', q8: '_quantized' };
 
-/** The parts of Hugging Face's CLIPConfig that vecmill uses. */
+/** The parts of Hugging Face's CLIPConfig (ChineseCLIPConfig, SiglipConfig) that vecmill uses. */
 export interface ClipConfig {
+  /** From `model_type`: decides tokenizer semantics and whether padding may be trimmed. */
+  readonly family: ModelFamily;
   readonly projectionDim: number;
+  /**
+   * Tokens per caption, special tokens included, when no `--context-length` is given: what
+   * Hugging Face's `truncation=True` means, i.e. tokenizer_config.json's `model_max_length` when
+   * present, else the text config's `max_position_embeddings`.
+   */
   readonly contextLength: number;
+  /** The text config's `max_position_embeddings`: no caption may be longer. */
+  readonly maxPositions: number;
   readonly vocabSize: number | undefined;
   readonly raw: Readonly<Record<string, unknown>>;
 }
@@ -68,16 +78,16 @@ export async function loadModelFolder(dir: string, dtype: ModelDtype, needs: Mod
   }
   if (missing.length > 0) {
     throw new ModelError(
-      `model folder ${dir} is missing ${missing.join(', ')}; pass a Hugging Face CLIP ONNX export (or make one with \`vecmill make-model\`), or choose another --dtype`,
+      `model folder ${dir} is missing ${missing.join(', ')}; pass a Hugging Face ONNX export of a CLIP, Chinese-CLIP or SigLIP model (or make one with \`vecmill make-model\`), or choose another --dtype`,
       { model: dir, missing: missing.join(',') },
     );
   }
   const rawConfig = await readJson(dir, 'config.json');
-  const config = parseClipConfig(rawConfig, dir);
-  const preprocessorConfig = needs.image ? await readJson(dir, 'preprocessor_config.json') : undefined;
-  const tokenizerJson = needs.text ? await readJson(dir, 'tokenizer.json') : undefined;
   const tokenizerConfigRaw = await readJson(dir, 'tokenizer_config.json').catch(() => ({}));
   const tokenizerConfig = isRecord(tokenizerConfigRaw) ? tokenizerConfigRaw : {};
+  const config = parseClipConfig(rawConfig, dir, tokenizerConfig);
+  const preprocessorConfig = needs.image ? await readJson(dir, 'preprocessor_config.json') : undefined;
+  const tokenizerJson = needs.text ? await readJson(dir, 'tokenizer.json') : undefined;
   const textModelPath = needs.text ? join(dir, `onnx/text_model${dtypeSuffix[dtype]}.onnx`) : undefined;
   const visionModelPath = needs.image ? join(dir, `onnx/vision_model${dtypeSuffix[dtype]}.onnx`) : undefined;
   const hashed = [...files];
@@ -88,20 +98,56 @@ export async function loadModelFolder(dir: string, dtype: ModelDtype, needs: Mod
   return { dir, dtype, config, preprocessorConfig, tokenizerJson, tokenizerConfig, textModelPath, visionModelPath, fingerprint };
 }
 
-/** Pulls the CLIP settings vecmill needs out of HF's `config.json`, naming the field that is wrong. */
-export function parseClipConfig(raw: unknown, where: string): ClipConfig {
+/** Hugging Face's "no limit set" sentinel for `model_max_length` is int(1e30); anything this large means "not set". */
+const unsetModelMaxLength = 1e15;
+
+/**
+ * Pulls the settings vecmill needs out of HF's `config.json` (and the truncation length out of
+ * `tokenizer_config.json`), naming the field that is wrong. Missing text fields take the family's
+ * config-class defaults, as Hugging Face does (SigLIP's config.json often lists none).
+ */
+export function parseClipConfig(raw: unknown, where: string, tokenizerConfig: Readonly<Record<string, unknown>> = {}): ClipConfig {
   if (!isRecord(raw)) throw new ModelError(`config.json in ${where} is not a JSON object`, { model: where });
+  const family = parseModelFamily(raw['model_type'], where);
   const text = isRecord(raw['text_config']) ? raw['text_config'] : {};
-  const projection = raw['projection_dim'] ?? 512;
-  const context = text['max_position_embeddings'] ?? 77;
+  const projection = raw['projection_dim'] ?? (family === 'siglip' ? (text['hidden_size'] ?? 768) : 512);
+  const positions = text['max_position_embeddings'] ?? familyTraits(family).defaultMaxPositions;
   if (typeof projection !== 'number' || !Number.isInteger(projection) || projection <= 0) {
     throw new ModelError(`config.json in ${where}: projection_dim must be a positive integer`, { model: where, field: 'projection_dim' });
   }
-  if (typeof context !== 'number' || !Number.isInteger(context) || context < 2) {
+  if (typeof positions !== 'number' || !Number.isInteger(positions) || positions < 2) {
     throw new ModelError(`config.json in ${where}: text_config.max_position_embeddings must be an integer >= 2`, { model: where, field: 'text_config.max_position_embeddings' });
   }
+  let context = positions;
+  const maxLength = tokenizerConfig['model_max_length'];
+  if (typeof maxLength === 'number' && maxLength < unsetModelMaxLength) {
+    if (!Number.isInteger(maxLength) || maxLength < 2) {
+      throw new ModelError(`tokenizer_config.json in ${where}: model_max_length ${maxLength} must be an integer >= 2; fix the file`, { model: where, field: 'model_max_length' });
+    }
+    context = maxLength;
+  }
   const vocab = text['vocab_size'];
-  return { projectionDim: projection, contextLength: context, vocabSize: typeof vocab === 'number' ? vocab : undefined, raw };
+  return { family, projectionDim: projection, contextLength: context, maxPositions: positions, vocabSize: typeof vocab === 'number' ? vocab : undefined, raw };
+}
+
+/**
+ * The truncation length of a run: `--context-length` when given, else the folder's own; either
+ * must fit the text tower's position table, or every long caption would fail in the graph.
+ */
+export function resolveContextLength(config: ClipConfig, override: number | undefined): number {
+  if (override === undefined) {
+    if (config.contextLength > config.maxPositions) {
+      throw new ConfigError(
+        `the model's tokenizer_config.json model_max_length ${config.contextLength} exceeds its text_config.max_position_embeddings (${config.maxPositions}); pass --context-length ${config.maxPositions} or less`,
+        { flag: '--context-length' },
+      );
+    }
+    return config.contextLength;
+  }
+  if (override < 2 || override > config.maxPositions) {
+    throw new ConfigError(`--context-length ${override} does not fit this model: pass a number from 2 to ${config.maxPositions} (its text_config.max_position_embeddings)`, { flag: '--context-length' });
+  }
+  return override;
 }
 
 /** Streams each file through sha256 (ONNX files can be hundreds of MB) and combines the hashes. */

@@ -26,6 +26,7 @@ export class OnnxEmbedder implements Embedder {
   readonly hasText: boolean;
   readonly hasImage: boolean;
   readonly textInput: TextInputShape;
+  readonly textTakesMask: boolean;
   readonly device: 'cpu' | 'cuda';
   private readonly sessions: { worker: Worker; pending: number }[];
   private nextId = 0;
@@ -37,6 +38,7 @@ export class OnnxEmbedder implements Embedder {
     this.hasText = model.textModelPath !== undefined;
     this.hasImage = model.visionModelPath !== undefined;
     this.textInput = { dynamic: ready.textSeqDynamic, fixedLength: ready.textSeqFixed };
+    this.textTakesMask = ready.textTakesMask;
     this.device = ready.device;
     this.sessions = workers.map((worker) => {
       const session = { worker, pending: 0 };

@@ -37,6 +37,38 @@ export interface PreprocessSpec {
 const clipMean: readonly [number, number, number] = [0.48145466, 0.4578275, 0.40821073];
 const clipStd: readonly [number, number, number] = [0.26862954, 0.26130258, 0.27577711];
 
+/** SigLIP's statistics (Hugging Face's IMAGENET_STANDARD_MEAN / _STD): SiglipImageProcessor's defaults. */
+const halfStats: readonly [number, number, number] = [0.5, 0.5, 0.5];
+
+/**
+ * The image processor classes vecmill reproduces, by `image_processor_type` (or the older
+ * `feature_extractor_type`). CLIP and Chinese-CLIP share CLIPImageProcessor's steps and defaults
+ * (Chinese-CLIP's configs give an exact `{height, width}` size and switch the crop off);
+ * SigLIP's processor has no crop step at all and defaults to 224x224 and mean/std 0.5.
+ */
+type ProcessorKind = 'clip' | 'siglip';
+
+const processorKinds: Readonly<Record<string, ProcessorKind>> = {
+  CLIPImageProcessor: 'clip',
+  CLIPFeatureExtractor: 'clip',
+  ChineseCLIPImageProcessor: 'clip',
+  ChineseCLIPFeatureExtractor: 'clip',
+  SiglipImageProcessor: 'siglip',
+};
+
+function processorKind(json: Readonly<Record<string, unknown>>): ProcessorKind {
+  const named = json['image_processor_type'] ?? json['feature_extractor_type'];
+  if (named === undefined || named === null) return 'clip';
+  const kind = typeof named === 'string' ? processorKinds[named.replace(/Fast$/, '')] : undefined;
+  if (kind === undefined) {
+    throw new ModelError(
+      `preprocessor_config.json: image_processor_type ${JSON.stringify(named)} is not one vecmill reproduces (it knows ${Object.keys(processorKinds).join(', ')}); use a model folder of a CLIP, Chinese-CLIP or SigLIP export`,
+      { field: 'image_processor_type' },
+    );
+  }
+  return kind;
+}
+
 /** PIL's resampling code for bicubic, the only filter vecmill implements. */
 const PIL_BICUBIC = 3;
 
@@ -112,30 +144,40 @@ function channelStats(value: unknown, field: string, fallback: readonly [number,
   return [values[0] as number, values[1] as number, values[2] as number];
 }
 
+/** Only bicubic `resample` is implemented; `do_convert_rgb` is checked but not stored (images always become RGB). */
+function checkResampleAndRgb(json: Readonly<Record<string, unknown>>): void {
+  const resample = json['resample'];
+  if (resample !== undefined && resample !== null && resample !== PIL_BICUBIC) {
+    throw fail('resample', `must be ${PIL_BICUBIC} (bicubic), the only resampling vecmill implements`, resample);
+  }
+  flag(json, 'do_convert_rgb', true);
+}
+
+/** The rescale factor (1/255 by default), or undefined when `do_rescale` is false. */
+function parseRescale(json: Readonly<Record<string, unknown>>): number | undefined {
+  if (!flag(json, 'do_rescale', true)) return undefined;
+  const factor = json['rescale_factor'] ?? 1 / 255;
+  if (typeof factor !== 'number' || !Number.isFinite(factor) || factor <= 0) throw fail('rescale_factor', 'must be a positive number', factor);
+  return factor;
+}
+
 /**
  * Validates a model folder's `preprocessor_config.json` (already parsed as JSON) with Hugging
- * Face `CLIPImageProcessor` semantics and defaults. A bad value throws ModelError naming the
+ * Face `CLIPImageProcessor` semantics and defaults (ChineseCLIPImageProcessor's are the same;
+ * `SiglipImageProcessor` configs get SigLIP's, see `parseSiglipSpec`). A bad value throws ModelError naming the
  * field, when the model loads rather than on the first image. `do_convert_rgb` is checked but
  * not stored: the vision graph takes three channels, so images are always converted to RGB.
  * Only bicubic `resample` (3) is accepted; it is what every CLIP checkpoint uses.
  */
 export function parsePreprocessSpec(json: unknown): PreprocessSpec {
   if (!isRecord(json)) throw fail('(top level)', 'must be a JSON object', json);
-  const resample = json['resample'];
-  if (resample !== undefined && resample !== null && resample !== PIL_BICUBIC) {
-    throw fail('resample', `must be ${PIL_BICUBIC} (bicubic), the only resampling vecmill implements`, resample);
-  }
-  flag(json, 'do_convert_rgb', true);
+  if (processorKind(json) === 'siglip') return parseSiglipSpec(json);
+  checkResampleAndRgb(json);
 
   const resize = flag(json, 'do_resize', true) ? parseResize(json['size']) : undefined;
   const crop = flag(json, 'do_center_crop', true) ? parseCrop(json['crop_size']) : undefined;
 
-  let rescaleFactor: number | undefined;
-  if (flag(json, 'do_rescale', true)) {
-    const factor = json['rescale_factor'] ?? 1 / 255;
-    if (typeof factor !== 'number' || !Number.isFinite(factor) || factor <= 0) throw fail('rescale_factor', 'must be a positive number', factor);
-    rescaleFactor = factor;
-  }
+  const rescaleFactor = parseRescale(json);
 
   const normalize = flag(json, 'do_normalize', true)
     ? { mean: channelStats(json['image_mean'], 'image_mean', clipMean, false), std: channelStats(json['image_std'], 'image_std', clipStd, true) }
@@ -149,6 +191,27 @@ export function parsePreprocessSpec(json: unknown): PreprocessSpec {
     );
   }
   return { resize, crop, rescaleFactor, normalize, outHeight: out.height, outWidth: out.width };
+}
+
+/**
+ * SiglipImageProcessor: resize to `size` ({height, width}, default 224x224) with `resample`,
+ * no center crop (the class has none, whatever the config says), rescale, normalize with mean
+ * and std 0.5 by default.
+ */
+function parseSiglipSpec(json: Readonly<Record<string, unknown>>): PreprocessSpec {
+  checkResampleAndRgb(json);
+  const size = json['size'] ?? { height: 224, width: 224 };
+  if (!(isRecord(size) && Object.keys(size).sort().join(',') === 'height,width')) throw fail('size', 'must be {"height": h, "width": w} for SiglipImageProcessor', size);
+  const exact = heightWidth(size, 'size');
+  const resize: ResizeRule | undefined = flag(json, 'do_resize', true) ? { kind: 'exact', ...exact } : undefined;
+  if (resize === undefined) {
+    throw new ModelError('preprocessor_config.json: do_resize is false, so SigLIP images would come out in different sizes; set do_resize to true', { field: 'do_resize' });
+  }
+  const rescaleFactor = parseRescale(json);
+  const normalize = flag(json, 'do_normalize', true)
+    ? { mean: channelStats(json['image_mean'], 'image_mean', halfStats, false), std: channelStats(json['image_std'], 'image_std', halfStats, true) }
+    : undefined;
+  return { resize, crop: undefined, rescaleFactor, normalize, outHeight: exact.height, outWidth: exact.width };
 }
 
 /**

@@ -5,8 +5,8 @@ export const CLIP_END_TOKEN = '<|endoftext|>';
 /** Total vocabulary: 512 byte tokens, the learned merges, and the two special tokens. */
 const VOCAB_SIZE = 4096;
 
-/** Caption words that become single tokens, so common English captions tokenize realistically. */
-const CAPTION_WORDS = (
+/** Caption words that become single tokens, so common English captions tokenize realistically (shared by every generated tokenizer). */
+export const CAPTION_WORDS = (
   'a an the of in on with and at to for from by is are photo picture image view close up man woman person people ' +
   'child children boy girl dog cat bird horse car bus train truck bicycle motorcycle street road city building house ' +
   'room kitchen table chair bed window door tree trees grass flower flowers field sky cloud clouds water sea beach ' +

@@ -59,7 +59,7 @@ export class QueryEmbedder {
     const model = { ...folder, textModelPath: wantText ? folder.textModelPath : undefined, visionModelPath: wantImage ? folder.visionModelPath : undefined };
     const plan = planExecutionProviders(options.device ?? 'cpu', await detectProviderAvailability());
     const embedder = await OnnxEmbedder.open(model, { plan, intraOpThreads: options.threads ?? 1 });
-    const tokenizer = wantText ? new ClipTokenizer(folder.tokenizerJson, folder.tokenizerConfig, { contextLength: folder.config.contextLength }) : undefined;
+    const tokenizer = wantText ? new ClipTokenizer(folder.tokenizerJson, folder.tokenizerConfig, { contextLength: manifest.model.contextLength, family: folder.config.family }) : undefined;
     const images = wantImage
       ? new InlinePreprocessor(parsePreprocessSpec(folder.preprocessorConfig), { maxPixels: manifest.settings.maxPixels, fastDecode: manifest.settings.fastDecode })
       : undefined;
@@ -73,8 +73,7 @@ export class QueryEmbedder {
   /** `texts.length × dims` float32 values, row-major. */
   async embedTexts(texts: readonly string[]): Promise<Float32Array> {
     if (this.tokenizer === undefined) throw new ModelError('this query embedder was opened without the text tower');
-    const shape = this.embedder.textInput;
-    const padTo = this.trimText && shape.dynamic ? undefined : (shape.fixedLength ?? this.tokenizer.contextLength);
+    const padTo = this.tokenizer.padLength(this.trimText, this.embedder);
     const values = await this.embedder.embedText(this.tokenizer.encodeBatch(texts, padTo));
     return this.normalize ? l2NormalizeRows(values, this.dims) : values;
   }
