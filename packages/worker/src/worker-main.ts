@@ -11,6 +11,7 @@ import { PreprocessPool } from '@vecmill/shared/model/preprocess-pool';
 import { resolveModelDir } from '@vecmill/shared/model/resolve-model';
 import { connectRedis, redactRedisUrl, redisOptions } from '@vecmill/shared/queue/bullmq-connection';
 import { readRunRecord } from '@vecmill/shared/queue/bullmq-run-registry';
+import { jobBackoffStrategy, jobFailure } from '@vecmill/shared/queue/job-retry';
 import { checkEmbedAgainstPlan, parseJobPayload, type EmbedPayload, type MergePayload } from '@vecmill/shared/queue/job-payload';
 import { queueNames, type QueueRole } from '@vecmill/shared/queue/queue-names';
 import { checkRedisSettings } from '@vecmill/shared/queue/redis-checks';
@@ -183,13 +184,12 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
       metrics.jobFinished(queue, 'completed');
       return value;
     } catch (err) {
-      const final = isFinal(err);
+      const failure = jobFailure(err, describeJob(job));
+      const final = failure instanceof UnrecoverableError;
       const lastAttempt = final || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       metrics.jobFinished(queue, lastAttempt ? 'failed' : 'retry');
-      const message = describeError(err);
-      log('job-error', { queue, job: job.id, attempt: job.attemptsMade + 1, final: lastAttempt, code: err instanceof VecmillError ? err.code : undefined, error: message });
-      if (final) throw new UnrecoverableError(err instanceof VecmillError ? `${message} [${err.code}]` : message);
-      throw err;
+      log('job-error', { queue, job: job.id, attempt: job.attemptsMade + 1, final: lastAttempt, code: err instanceof VecmillError ? err.code : undefined, error: failure.message });
+      throw failure;
     }
   };
 
@@ -200,6 +200,7 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
     lockDuration: config.lockDurationMs,
     stalledInterval: config.stalledIntervalMs,
     maxStalledCount: config.maxStalled,
+    settings: { backoffStrategy: jobBackoffStrategy },
   };
   const workers: Worker[] = [];
   if (config.queues.includes('embed')) workers.push(new Worker(queueNames.embed, wrap('embed', processEmbed), { ...workerOptions, concurrency: config.concurrency }));
@@ -233,7 +234,9 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
   };
 }
 
-/** Errors a retry cannot cure: a bad payload, a changed input, a wrong model or config. */
-function isFinal(err: unknown): boolean {
-  return err instanceof VecmillError && ['E_PAYLOAD', 'E_INPUT', 'E_MODEL', 'E_CONFIG'].includes(err.code);
+/** Names a job in error messages: which split of which run, or which run's merge. */
+function describeJob(job: Job): string {
+  const data = job.data as { runId?: unknown; split?: unknown; kind?: unknown };
+  const run = typeof data.runId === 'string' ? ` of run ${data.runId}` : '';
+  return typeof data.split === 'number' ? `split ${data.split}${run}` : data.kind === 'merge' ? `the merge${run}` : `job ${job.id ?? '?'}`;
 }
