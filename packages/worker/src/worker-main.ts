@@ -82,6 +82,8 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
   const runs = new Map<string, Promise<RunContext>>();
 
   const embedders = new Map<string, Promise<OnnxEmbedder>>();
+  /** The opened ones, for /healthz: a worker whose inference thread cannot be replaced is unhealthy, so its pod is replaced. */
+  const openEmbedders = new Set<OnnxEmbedder>();
   const pools = new Map<string, PreprocessPool>();
 
   /** One inference thread per model fingerprint (the fingerprint covers the dtype's files), shared by every run using it. */
@@ -95,9 +97,15 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
     }
     let embedder = embedders.get(id);
     if (embedder === undefined) {
-      embedder = OnnxEmbedder.open(model, { plan: providerPlan, intraOpThreads: config.threads, onWarning: (message) => log('warning', { message }) });
+      embedder = OnnxEmbedder.open(model, {
+        plan: providerPlan,
+        intraOpThreads: config.threads,
+        onWarning: (message) => log('warning', { message }),
+        onThreadEvent: (message) => log('inference-thread', { model: id.slice(0, 12), message }),
+        ...(config.env.faultInferenceExit !== undefined ? { exitThreadAtRequest: config.env.faultInferenceExit } : {}),
+      });
       embedders.set(id, embedder);
-      embedder.catch(() => embedders.delete(id));
+      embedder.then((opened) => openEmbedders.add(opened), () => embedders.delete(id));
     }
     let images: PreprocessPool | undefined;
     if (needs.image) {
@@ -216,7 +224,7 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
   await Promise.all(workers.map((w) => w.waitUntilReady()));
 
   let server: MetricsServer | undefined;
-  if (config.metricsPort !== undefined) server = await serveMetrics(metrics, config.metricsPort, () => redisUp && workers.every((w) => w.isRunning()));
+  if (config.metricsPort !== undefined) server = await serveMetrics(metrics, config.metricsPort, () => redisUp && workers.every((w) => w.isRunning()) && [...openEmbedders].every((e) => e.healthy));
   log('worker-ready', { name, queues: config.queues, prefix: config.prefix, redis: where, concurrency: config.concurrency, metricsPort: server?.port });
 
   let closing: Promise<void> | undefined;

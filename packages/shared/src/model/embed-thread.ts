@@ -109,7 +109,9 @@ async function main(): Promise<void> {
     return toFloat32(out[visionOut]);
   }
 
+  let received = 0;
   port!.on('message', (req: EmbedRequest) => {
+    if (++received === init.exitAtRequest) process.exit(70);
     queue.push(req);
     void pump();
   });
