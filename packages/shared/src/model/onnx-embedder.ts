@@ -167,8 +167,11 @@ export class OnnxEmbedder implements Embedder {
           for (const resume of this.parked.splice(0)) resume();
         },
         (startErr: unknown) => {
-          this.onThreadEvent?.(`a new inference thread could not start: ${(startErr as Error).message}`);
-          this.fail(startErr instanceof Error ? startErr : new ModelError(String(startErr)));
+          // The models opened before, so this is the machine's fault: retryable elsewhere, and
+          // `healthy` turns false so the orchestrator replaces this process.
+          const message = `a dead inference thread could not be replaced (${(startErr as Error).message}); this process cannot embed until it is restarted`;
+          this.onThreadEvent?.(message);
+          this.fail(new VecmillError('E_INTERNAL', message, {}, { cause: startErr }));
         },
       );
     });
