@@ -17,6 +17,9 @@ function sessionOptions(providers: readonly string[]): ort.InferenceSession.Sess
     intraOpNumThreads: init.intraOpThreads,
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
+    // A failing kernel is reported through the rejected call, as one line of vecmill's; onnxruntime's
+    // own log line for it would break the one-line error contract on stderr.
+    logSeverityLevel: 4,
   };
 }
 

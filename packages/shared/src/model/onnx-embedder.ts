@@ -184,7 +184,7 @@ export class OnnxEmbedder implements Embedder {
     this.waiting.delete(msg.id);
     w.session.pending--;
     if (msg.kind === 'result') w.resolve(msg.values);
-    else w.reject(new ModelError(`inference failed: ${msg.message}`));
+    else w.reject(new ModelError(`inference failed: ${msg.message}; a retry fails the same way: check that the model folder's ONNX graphs match its tokenizer and config (or re-export them)`));
   }
 
   private fail(err: Error): void {
