@@ -5,8 +5,9 @@ import { ResourceError, RowError, VecmillError, type ErrorCode } from './errors.
  * - `retry-now`: a passing fault of a remote service (S3 5xx, SlowDown, a dropped connection);
  *   the operation itself is retried in place, with `backoffDelay`, before anything else fails.
  * - `retry-attempt`: a failure of ours or of the machine that another attempt may not meet (an
- *   inference or preprocessing thread that died, a commit race, Redis gone for a while, any error
- *   vecmill does not know); the split's attempt fails and is retried, never committed.
+ *   inference or preprocessing thread that died, a commit race, Redis gone for a while, a merge
+ *   that ran before a shard was committed, any error vecmill does not know); the split's attempt
+ *   fails and is retried, never committed.
  * - `final`: the same attempt would fail the same way again (bad payload, changed or missing
  *   input, refused access, a malformed model, a WebAssembly trap or an out-of-memory), so it
  *   is reported at once instead of being retried until the attempts run out.
@@ -19,13 +20,15 @@ const byCode: Readonly<Record<ErrorCode, FailurePolicy>> = {
   E_INTERNAL: 'retry-attempt',
   E_COMMIT: 'retry-attempt',
   E_REDIS: 'retry-attempt',
+  // A merge that finds a shard missing may run before a late attempt commits it (a stalled job
+  // handed to another worker); merging again costs little, and the counts are checked each time.
+  E_MERGE: 'retry-attempt',
   E_CONFIG: 'final',
   E_INPUT: 'final',
   E_MODEL: 'final',
   E_STORAGE: 'final',
   E_NOT_FOUND: 'final',
   E_PAYLOAD: 'final',
-  E_MERGE: 'final',
   E_DOWNLOAD: 'final',
   E_RESOURCE: 'final',
 };

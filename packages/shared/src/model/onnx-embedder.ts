@@ -115,7 +115,7 @@ export class OnnxEmbedder implements Embedder {
   }
 
   async close(): Promise<void> {
-    this.fail(new ModelError('the embedder is closed'));
+    this.fail(new VecmillError('E_INTERNAL', 'the embedder is closed'));
     await Promise.all(this.sessions.map((s) => s.worker?.terminate()));
   }
 

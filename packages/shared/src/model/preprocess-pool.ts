@@ -61,11 +61,7 @@ export class PreprocessPool implements ImagePreprocessor {
     this.spec = parsePreprocessSpec(preprocessorConfig);
     this.init = { preprocessorConfig, options };
     this.hooks = hooks;
-    this.threads = Array.from({ length: Math.max(1, threads) }, () => {
-      const slot: ThreadSlot = { worker: undefined as unknown as Worker, pending: 0, died: undefined };
-      this.start(slot);
-      return slot;
-    });
+    this.threads = Array.from({ length: Math.max(1, threads) }, () => this.start(undefined));
   }
 
   async preprocessInto(bytes: Buffer, out: Float32Array, offset: number): Promise<void> {
@@ -96,9 +92,10 @@ export class PreprocessPool implements ImagePreprocessor {
     await Promise.all(this.threads.map((t) => t.worker.terminate()));
   }
 
-  /** Starts the thread of `slot`; when it dies, its images fail and a new thread takes the slot. */
-  private start(slot: ThreadSlot): void {
+  /** Starts a thread in `reused` (or a new slot); when it dies, its images fail and a new thread takes the slot. */
+  private start(reused: ThreadSlot | undefined): ThreadSlot {
     const worker = new Worker(new URL('./preprocess-thread.js', import.meta.url), { workerData: this.init });
+    const slot = reused ?? { worker, pending: 0, died: undefined };
     slot.worker = worker;
     slot.died = undefined;
     worker.on('message', (reply: PreprocessReply) => this.settle(reply));
@@ -116,6 +113,7 @@ export class PreprocessPool implements ImagePreprocessor {
       this.start(slot);
     });
     this.hooks.onThreadStart?.(worker);
+    return slot;
   }
 
   private settle(reply: PreprocessReply): void {
