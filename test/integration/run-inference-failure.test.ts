@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { makeDataset } from '@vecmill/shared/datagen/make-dataset';
 import { outputKeys } from '@vecmill/shared/run-plan';
 import { LocalStore } from '@vecmill/shared/storage/local-store';
-import { runCli } from '../support/distributed-helpers.js';
+import { readOutputRows, runCli } from '../support/distributed-helpers.js';
 import { tinyModelDir } from '../support/tiny-model.js';
 import { makeTempDir } from '../support/tmp.js';
 
@@ -14,13 +14,15 @@ import { makeTempDir } from '../support/tmp.js';
  * tokenizer is given two tokens ('~', '~</w>') whose ids lie past the text graph's embedding table,
  * so onnxruntime's Gather fails on a caption holding '~', placed in a late split. The run must end
  * with one line and a non-zero exit, keep the splits it finished, and not retry (the same batch
- * fails the same way), never dying of an unhandled rejection.
+ * fails the same way), never dying of an unhandled rejection. A thread that merely dies is
+ * replaced and its split retried.
  */
 describe('vecmill run: inference rejects mid-split', { timeout: 180_000 }, () => {
   let dir: string;
   let cleanup: () => Promise<void>;
   let model: string;
   let input: string;
+  let clean: string;
 
   before(async () => {
     ({ dir, cleanup } = await makeTempDir('run-infer-fail'));
@@ -32,7 +34,7 @@ describe('vecmill run: inference rejects mid-split', { timeout: 180_000 }, () =>
     tokenizer.model.vocab['~</w>'] = size + 1;
     await writeFile(join(model, 'tokenizer.json'), JSON.stringify(tokenizer));
 
-    const clean = join(dir, 'clean.tsv');
+    clean = join(dir, 'clean.tsv');
     await makeDataset({ path: clean, rows: 40, kind: 'pairs', seed: 9, imageSize: 32 });
     const lines = (await readFile(clean, 'utf8')).split('\n').filter((l) => l !== '');
     assert.ok(lines.every((l) => !l.split('\t')[0]!.includes('~')));
@@ -59,5 +61,18 @@ describe('vecmill run: inference rejects mid-split', { timeout: 180_000 }, () =>
     for (let s = 0; s < failed; s++) assert.equal(await store.exists(outputKeys.shardMarker(s)), true, `split ${s}, finished before, keeps its marker`);
     assert.equal(await store.exists(outputKeys.shardMarker(failed)), false);
     assert.equal(await store.exists('manifest.json'), false);
+  });
+
+  it('an inference thread that dies is replaced: the split is retried and the run publishes the clean output', async () => {
+    const flags = (out: string): string[] => ['run', '--input', clean, '--model', model, '--output', out, '--split-size', '4KiB', '--batch-size', '4', '--concurrency', '1', '--threads', '1', '--progress', 'json'];
+    const reference = await runCli(flags(join(dir, 'reference')));
+    assert.equal(reference.code, 0, reference.stderr);
+    const r = await runCli(flags(join(dir, 'crashed')), { VECMILL_FAULT_INFERENCE_EXIT: '4' });
+    assert.equal(r.code, 0, r.stderr);
+    const events = r.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { type: string; error?: string });
+    const retries = events.filter((e) => e.type === 'split-retry');
+    assert.equal(retries.length, 1, r.stderr);
+    assert.match(retries[0]!.error ?? '', /the inference thread exited \(code 70\)/);
+    assert.deepEqual(await readOutputRows(new LocalStore(join(dir, 'crashed'))), await readOutputRows(new LocalStore(join(dir, 'reference'))));
   });
 });

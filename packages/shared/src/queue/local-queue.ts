@@ -71,7 +71,11 @@ export class LocalQueue {
     };
     await Promise.all(Array.from({ length: Math.max(1, Math.min(this.concurrency, jobs.length)) }, lane));
     if (failures.length > 0) throw new SplitFailedError(failures.sort((a, b) => a.split - b.split));
-    return merge();
+    try {
+      return await merge();
+    } catch (err) {
+      throw explainFailure(err, 'the merge');
+    }
   }
 
   private async runWithRetries(job: LocalJob, embed: (job: LocalJob) => Promise<void>, events: RunEventSink): Promise<string | undefined> {
