@@ -369,11 +369,13 @@ async function settledWith<T>(work: Promise<T>, inflight: Promise<void> | undefi
 }
 
 /** Like Promise.all, but rejects only once every call has settled: a failed batch leaves no model call behind. */
-async function allSettledOrThrow<T>(calls: readonly Promise<T>[]): Promise<T[]> {
-  const settled = await Promise.allSettled(calls);
-  const rejected = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (rejected !== undefined) throw rejected.reason;
-  return settled.map((r) => (r as PromiseFulfilledResult<T>).value);
+function allSettledOrThrow<T>(calls: readonly Promise<T>[]): Promise<T[]> {
+  if (calls.length === 0) return Promise.resolve([]);
+  return Promise.allSettled(calls).then((settled) => {
+    const rejected = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (rejected !== undefined) throw rejected.reason;
+    return settled.map((r) => (r as PromiseFulfilledResult<T>).value);
+  });
 }
 
 /**
