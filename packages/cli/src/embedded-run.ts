@@ -56,6 +56,8 @@ export async function runEmbedded(config: RunConfig, events: RunEventSink, cwd =
     plan: providerPlan,
     intraOpThreads: config.threads,
     onWarning: (message) => events({ type: 'warning', message }),
+    onThreadEvent: (message) => events({ type: 'warning', message }),
+    ...(config.env.faultInferenceExit !== undefined ? { exitThreadAtRequest: config.env.faultInferenceExit } : {}),
   });
   try {
     const openObject = createObjectOpener(config.env.s3);

@@ -1,5 +1,6 @@
 import { FlowProducer, Job, Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { jobBackoff } from '@vecmill/shared/queue/job-retry';
 import { embedPayload, mergePayload, type GatePayload } from '@vecmill/shared/queue/job-payload';
 import { gateJobId, jobNames, mergeJobId, queueNames, splitJobId } from '@vecmill/shared/queue/queue-names';
 import type { RunPlan } from '@vecmill/shared/run-plan';
@@ -16,7 +17,7 @@ export interface EnqueueFlowOptions {
   readonly chunkSize?: number;
   /** Tries per split and for the merge (default 5). */
   readonly attempts?: number;
-  /** First retry delay in ms, doubled per attempt with jitter (default 2000). */
+  /** Upper bound of the first retry delay in ms (`backoffDelay`: doubled per attempt, full jitter; default 2000). */
   readonly backoffMs?: number;
   /** Called after each chunk is in Redis, e.g. to print progress. */
   readonly onChunk?: (added: number, total: number) => void;
@@ -47,7 +48,7 @@ export async function enqueueFlow(options: EnqueueFlowOptions): Promise<EnqueueF
   const { plan, prefix, redis } = options;
   const chunkSize = Math.max(1, options.chunkSize ?? 1000);
   const attempts = options.attempts ?? 5;
-  const retry: JobsOptions = { attempts, backoff: { type: 'exponential', delay: options.backoffMs ?? 2000, jitter: 0.5 } };
+  const retry: JobsOptions = { attempts, backoff: jobBackoff(options.backoffMs ?? 2000) };
   const mergeId = mergeJobId(plan.runId);
   const gateId = gateJobId(plan.runId);
   const embedQueue = new Queue(queueNames.embed, { connection: redis, prefix });

@@ -31,6 +31,11 @@ export interface EnvSettings {
   readonly cacheDir: string;
   /** Whether stderr is a terminal (decides progress bar versus JSON lines). */
   readonly isTty: boolean;
+  /**
+   * `VECMILL_FAULT_INFERENCE_EXIT=n`: fault injection for crash-recovery tests, never for use. The
+   * first inference thread exits on its n-th request, as a crash in onnxruntime would end it.
+   */
+  readonly faultInferenceExit: number | undefined;
 }
 
 /** `vecmill run`: the embedded mode. */
@@ -205,6 +210,7 @@ export function loadEnvSettings(env: NodeJS.ProcessEnv = process.env): EnvSettin
     hfToken: env['HF_TOKEN'] ?? env['HUGGING_FACE_HUB_TOKEN'],
     cacheDir: env['VECMILL_CACHE'] ?? join(env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'vecmill'),
     isTty: process.stderr.isTTY === true && env['CI'] === undefined,
+    faultInferenceExit: env['VECMILL_FAULT_INFERENCE_EXIT'] === undefined ? undefined : positiveInt(env['VECMILL_FAULT_INFERENCE_EXIT'], 'VECMILL_FAULT_INFERENCE_EXIT'),
   };
 }
 

@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'E_REDIS'
   | 'E_DOWNLOAD'
   | 'E_DATABASE'
+  | 'E_RESOURCE'
   | 'E_INTERNAL';
 
 /** Context attached to an error: which input it concerns. Values must never hold secrets. */
@@ -114,6 +115,16 @@ export class DownloadError extends VecmillError {
 }
 
 /**
+ * A split needs more of a bounded resource (WebAssembly memory, the heap) than it has: retrying
+ * fails the same way, so the message says which setting to change.
+ */
+export class ResourceError extends VecmillError {
+  constructor(message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
+    super('E_RESOURCE', message, context, options);
+  }
+}
+
+/**
  * Why a single row could not be embedded. Rows with these reasons become error rows; they never
  * fail a batch or a run.
  */
@@ -139,11 +150,6 @@ export class RowError extends Error {
     this.name = 'RowError';
     this.reason = reason;
   }
-}
-
-/** True for errors a retry may cure; used by retry loops and the job queue's backoff. */
-export function isTransient(err: unknown): boolean {
-  return err instanceof VecmillError && err.code === 'E_STORAGE_TRANSIENT';
 }
 
 /** The one-line text shown to a user for any error, known or not. */

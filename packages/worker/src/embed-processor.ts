@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { InputError, RowError, type RowErrorReason } from '@vecmill/shared/errors';
+import { InputError, RowError } from '@vecmill/shared/errors';
 import type { RowFailure } from '@vecmill/shared/formats/embedding-table';
 import type { ClipTokenizer, TokenBatch } from '@vecmill/shared/model/clip-tokenizer';
 import { l2NormalizeRows, type Embedder } from '@vecmill/shared/model/embedder';
@@ -133,14 +133,19 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
     const splitRange = { index: split.index, key, etag: input.etag, start: split.start, end: split.end, objectSize: input.size };
     const lines = readSplitLines(store, splitRange, { maxLineBytes: settings.maxLineBytes })[Symbol.asyncIterator]();
 
+    // The previous batch's inference runs while the next batch is prepared. Its promise gets a
+    // handler at once (so a rejection is never unhandled), is awaited before the next inference
+    // starts, and is settled before the attempt ends, whichever way it ends.
     let inflight: Promise<void> | undefined;
+    let inferFailed = false;
     let lineIndex = 0;
     for (;;) {
+      if (inferFailed) break;
       const t0 = performance.now();
       const batch: SplitLine[] = [];
       let batchBytes = 0;
       while (batch.length < settings.batchSize * windowBatches && batchBytes < maxBatchBytes) {
-        const next = await lines.next();
+        const next = await settledWith(lines.next(), inflight);
         if (next.done === true) break;
         batch.push(next.value);
         batchBytes += next.value.bytes.length;
@@ -148,7 +153,7 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
       timings.read += performance.now() - t0;
       if (batch.length === 0) break;
       const before = { ...timings };
-      const prepared = await prepareBatch(batch, lineIndex, timings);
+      const prepared = await settledWith(prepareBatch(batch, lineIndex, timings), inflight);
       const stageMs = { read: performance.now() - t0, decode: timings.decode - before.decode, tokenize: timings.tokenize - before.tokenize };
       lineIndex += batch.length;
       batch.length = 0;
@@ -160,6 +165,7 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
         hooks.onProgress?.(counts.rows);
         hooks.onBatch?.({ ...stageMs, read: stageMs.read - stageMs.decode - stageMs.tokenize, infer: timings.infer - inferBefore }, prepared.lineIndex.length);
       });
+      inflight.catch(() => (inferFailed = true));
     }
     if (inflight !== undefined) await inflight;
 
@@ -239,8 +245,9 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
           else b.imageSha256[imageRows[slot] as number] = await pool.preprocessBase64Into(bytes, buffer, slot * pixelsPerImage);
           return true;
         } catch (err) {
-          const reason: RowErrorReason = err instanceof RowError ? err.reason : 'corrupt_image';
-          b.errors[imageRows[slot] as number] = { reason, message: (err as Error).message };
+          // Only the image's own fault is a row's error; a dead thread or a closed pool fails the attempt.
+          if (!(err instanceof RowError)) throw err;
+          b.errors[imageRows[slot] as number] = { reason: err.reason, message: err.message };
           return false;
         }
       });
@@ -287,7 +294,7 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
       }
     }
     const textCalls = batch.textGroups.map((g) => embedder.embedText(g.tokens));
-    const [textOuts, imageOuts] = await Promise.all([Promise.all(textCalls), Promise.all(imageCalls)]);
+    const [textOuts, imageOuts] = await Promise.all([allSettledOrThrow(textCalls), allSettledOrThrow(imageCalls)]);
     // Only model calls count: a batch served wholly by --reuse spends no inference time.
     if (textCalls.length + imageCalls.length > 0) timings.infer += performance.now() - t0;
     const textEmbedding = new Float32Array(n * dims);
@@ -359,16 +366,48 @@ function sha256(bytes: Uint8Array): Uint8Array {
   return createHash('sha256').update(bytes).digest();
 }
 
-/** Runs `fn` over `items` with at most `limit` in flight; results keep the input order. */
+/** Awaits `work`; when it fails, lets the in-flight inference settle first, so no work of a failed attempt outlives it. */
+async function settledWith<T>(work: Promise<T>, inflight: Promise<void> | undefined): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    await inflight?.catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Like Promise.all, but rejects only once every call has settled: a failed batch leaves no model call behind. */
+function allSettledOrThrow<T>(calls: readonly Promise<T>[]): Promise<T[]> {
+  if (calls.length === 0) return Promise.resolve([]);
+  return Promise.allSettled(calls).then((settled) => {
+    const rejected = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (rejected !== undefined) throw rejected.reason;
+    return settled.map((r) => (r as PromiseFulfilledResult<T>).value);
+  });
+}
+
+/**
+ * Runs `fn` over `items` with at most `limit` in flight; results keep the input order. After a
+ * rejection no new item starts, and the first error is thrown only once every started call has
+ * settled, so nothing of a failed attempt keeps running.
+ */
 async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
+  let failed = false;
   const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
+    while (next < items.length && !failed) {
       const i = next++;
-      out[i] = await fn(items[i] as T, i);
+      try {
+        out[i] = await fn(items[i] as T, i);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
     }
   });
-  await Promise.all(lanes);
+  const settled = await Promise.allSettled(lanes);
+  const rejected = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (rejected !== undefined) throw rejected.reason;
   return out;
 }

@@ -64,8 +64,9 @@ export interface MetricsServer {
 
 /**
  * Serves the metrics on 0.0.0.0:`port` (0 picks a free port). `/healthz` answers 200 while
- * `healthy()` is true (Redis reachable, workers running) and 503 otherwise, so an orchestrator
- * restarts a worker that lost Redis for good rather than one that is merely busy.
+ * `healthy()` is true (Redis reachable, workers running, every embedder has a live inference
+ * thread) and 503 otherwise, so an orchestrator restarts a worker that lost Redis or its
+ * inference for good rather than one that is merely busy.
  */
 export async function serveMetrics(metrics: WorkerMetrics, port: number, healthy: () => boolean): Promise<MetricsServer> {
   const server: Server = createServer((req, res) => {

@@ -11,6 +11,7 @@ import { PreprocessPool } from '@vecmill/shared/model/preprocess-pool';
 import { resolveModelDir } from '@vecmill/shared/model/resolve-model';
 import { connectRedis, redactRedisUrl, redisOptions } from '@vecmill/shared/queue/bullmq-connection';
 import { readRunRecord } from '@vecmill/shared/queue/bullmq-run-registry';
+import { jobBackoffStrategy, jobFailure } from '@vecmill/shared/queue/job-retry';
 import { checkEmbedAgainstPlan, parseJobPayload, type EmbedPayload, type MergePayload } from '@vecmill/shared/queue/job-payload';
 import { queueNames, type QueueRole } from '@vecmill/shared/queue/queue-names';
 import { checkRedisSettings } from '@vecmill/shared/queue/redis-checks';
@@ -81,6 +82,8 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
   const runs = new Map<string, Promise<RunContext>>();
 
   const embedders = new Map<string, Promise<OnnxEmbedder>>();
+  /** The opened ones, for /healthz: a worker whose inference thread cannot be replaced is unhealthy, so its pod is replaced. */
+  const openEmbedders = new Set<OnnxEmbedder>();
   const pools = new Map<string, PreprocessPool>();
 
   /** One inference thread per model fingerprint (the fingerprint covers the dtype's files), shared by every run using it. */
@@ -94,9 +97,15 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
     }
     let embedder = embedders.get(id);
     if (embedder === undefined) {
-      embedder = OnnxEmbedder.open(model, { plan: providerPlan, intraOpThreads: config.threads, onWarning: (message) => log('warning', { message }) });
+      embedder = OnnxEmbedder.open(model, {
+        plan: providerPlan,
+        intraOpThreads: config.threads,
+        onWarning: (message) => log('warning', { message }),
+        onThreadEvent: (message) => log('inference-thread', { model: id.slice(0, 12), message }),
+        ...(config.env.faultInferenceExit !== undefined ? { exitThreadAtRequest: config.env.faultInferenceExit } : {}),
+      });
       embedders.set(id, embedder);
-      embedder.catch(() => embedders.delete(id));
+      embedder.then((opened) => openEmbedders.add(opened), () => embedders.delete(id));
     }
     let images: PreprocessPool | undefined;
     if (needs.image) {
@@ -183,13 +192,12 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
       metrics.jobFinished(queue, 'completed');
       return value;
     } catch (err) {
-      const final = isFinal(err);
+      const failure = jobFailure(err, describeJob(job));
+      const final = failure instanceof UnrecoverableError;
       const lastAttempt = final || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       metrics.jobFinished(queue, lastAttempt ? 'failed' : 'retry');
-      const message = describeError(err);
-      log('job-error', { queue, job: job.id, attempt: job.attemptsMade + 1, final: lastAttempt, code: err instanceof VecmillError ? err.code : undefined, error: message });
-      if (final) throw new UnrecoverableError(err instanceof VecmillError ? `${message} [${err.code}]` : message);
-      throw err;
+      log('job-error', { queue, job: job.id, attempt: job.attemptsMade + 1, final: lastAttempt, code: err instanceof VecmillError ? err.code : undefined, error: failure.message });
+      throw failure;
     }
   };
 
@@ -200,6 +208,7 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
     lockDuration: config.lockDurationMs,
     stalledInterval: config.stalledIntervalMs,
     maxStalledCount: config.maxStalled,
+    settings: { backoffStrategy: jobBackoffStrategy },
   };
   const workers: Worker[] = [];
   if (config.queues.includes('embed')) workers.push(new Worker(queueNames.embed, wrap('embed', processEmbed), { ...workerOptions, concurrency: config.concurrency }));
@@ -215,7 +224,7 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
   await Promise.all(workers.map((w) => w.waitUntilReady()));
 
   let server: MetricsServer | undefined;
-  if (config.metricsPort !== undefined) server = await serveMetrics(metrics, config.metricsPort, () => redisUp && workers.every((w) => w.isRunning()));
+  if (config.metricsPort !== undefined) server = await serveMetrics(metrics, config.metricsPort, () => redisUp && workers.every((w) => w.isRunning()) && [...openEmbedders].every((e) => e.healthy));
   log('worker-ready', { name, queues: config.queues, prefix: config.prefix, redis: where, concurrency: config.concurrency, metricsPort: server?.port });
 
   let closing: Promise<void> | undefined;
@@ -233,7 +242,9 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
   };
 }
 
-/** Errors a retry cannot cure: a bad payload, a changed input, a wrong model or config. */
-function isFinal(err: unknown): boolean {
-  return err instanceof VecmillError && ['E_PAYLOAD', 'E_INPUT', 'E_MODEL', 'E_CONFIG'].includes(err.code);
+/** Names a job in error messages: which split of which run, or which run's merge. */
+function describeJob(job: Job): string {
+  const data = job.data as { runId?: unknown; split?: unknown; kind?: unknown };
+  const run = typeof data.runId === 'string' ? ` of run ${data.runId}` : '';
+  return typeof data.split === 'number' ? `split ${data.split}${run}` : data.kind === 'merge' ? `the merge${run}` : `job ${job.id ?? '?'}`;
 }

@@ -6,6 +6,8 @@ export interface EmbedThreadInit {
   readonly visionModelPath: string | undefined;
   readonly providers: readonly string[];
   readonly intraOpThreads: number;
+  /** Fault injection for crash-recovery tests: the thread exits on receiving this request (1-based). */
+  readonly exitAtRequest: number | undefined;
 }
 
 /** The graphs' declared inputs, reported back so the main thread can shape its batches. */

@@ -20,6 +20,9 @@ function sessionOptions(providers: readonly string[]): ort.InferenceSession.Sess
     intraOpNumThreads: init.intraOpThreads,
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
+    // A failing kernel is reported through the rejected call, as one line of vecmill's; onnxruntime's
+    // own log line for it would break the one-line error contract on stderr.
+    logSeverityLevel: 4,
   };
 }
 
@@ -126,7 +129,9 @@ async function main(): Promise<void> {
     return toFloat32(out[visionOut]);
   }
 
+  let received = 0;
   port!.on('message', (req: EmbedRequest) => {
+    if (++received === init.exitAtRequest) process.exit(70);
     queue.push(req);
     void pump();
   });

@@ -1,6 +1,7 @@
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { backoffDelay } from '../backoff.js';
 import { ConfigError, DownloadError } from '../errors.js';
 import { isCommitSha, isRepoId, isSafeRevision, snapshotDir, writeCachedRef } from './model-cache.js';
 import { requiredModelFiles, sha256File, type ModelDtype } from './model-folder.js';
@@ -34,7 +35,7 @@ export interface PullModelOptions {
   readonly fetchImpl?: typeof fetch;
   /** Extra attempts after a 5xx, 429 or dropped connection that made no progress. Default 4. */
   readonly retries?: number;
-  /** Backoff before the first retry, doubled on each further one. Default 1000 ms. */
+  /** Upper bound of the first retry's backoff (`backoffDelay`), doubled on each further one. Default 1000 ms. */
   readonly retryDelayMs?: number;
 }
 
@@ -58,6 +59,9 @@ const allDtypes = Object.keys({ fp32: 0, fp16: 0, q8: 0 } satisfies Record<Model
 const unreachableCodes = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT']);
 
 const maxRedirects = 10;
+
+/** Cap on one backoff sleep between hub requests. */
+const maxRetryDelayMs = 30_000;
 
 /** What the revision listing says about one file; sizes and hashes are absent on mirrors that ignore `blobs=true`. */
 interface ListedFile {
@@ -335,7 +339,7 @@ async function send(s: Session, url: string, extra: Record<string, string>, what
   }
 }
 
-/** Runs `attempt` until it succeeds; only Retryable failures are retried, with doubling backoff, and progress resets the count. */
+/** Runs `attempt` until it succeeds; only Retryable failures are retried, after `backoffDelay`, and progress resets the count. */
 async function withRetries<T>(s: Session, attempt: () => Promise<T>): Promise<T> {
   let failures = 0;
   for (;;) {
@@ -345,7 +349,7 @@ async function withRetries<T>(s: Session, attempt: () => Promise<T>): Promise<T>
       if (!(err instanceof Retryable)) throw err;
       failures = err.progressed ? 0 : failures + 1;
       if (failures > s.retries) throw err.final;
-      if (failures > 0) await sleep(s.retryDelayMs * 2 ** (failures - 1));
+      if (failures > 0) await sleep(backoffDelay(failures, { baseDelayMs: s.retryDelayMs, maxDelayMs: maxRetryDelayMs }));
     }
   }
 }

@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { ModelError } from '../errors.js';
+import { ModelError, VecmillError } from '../errors.js';
 import type { TokenBatch } from './clip-tokenizer.js';
 import type { EmbedRequest, EmbedThreadInit, EmbedThreadMessage } from './embed-thread-protocol.js';
 import type { Embedder, TextInputShape } from './embedder.js';
@@ -14,12 +14,32 @@ export interface OnnxEmbedderOptions {
   readonly intraOpThreads: number;
   /** Called once with a warning line when the thread fell back from CUDA to the CPU. */
   readonly onWarning?: (line: string) => void;
+  /** Called when an inference thread died and when its replacement is ready or could not start. */
+  readonly onThreadEvent?: (line: string) => void;
+  /**
+   * Fault injection for tests of crash recovery (`VECMILL_FAULT_INFERENCE_EXIT`): the first thread
+   * exits when it receives its n-th request. Replacement threads never do.
+   */
+  readonly exitThreadAtRequest?: number;
+}
+
+/** An inference thread; `worker` is undefined while a replacement starts. */
+interface Session {
+  worker: Worker | undefined;
+  pending: number;
+  /** The uncaught error the thread died of, reported by 'error' before 'exit'. */
+  died: Error | undefined;
 }
 
 /**
- * The Embedder over onnxruntime-node. Sessions live in a worker thread; batches cross as
+ * The Embedder over onnxruntime-node. Sessions live in worker threads; batches cross as
  * transferred buffers (no copies), and calls return promises so the caller can decode the next
  * batch while this one runs.
+ *
+ * A thread that dies (a crash in onnxruntime, a kill) fails only the calls it held, with a
+ * VecmillError `E_INTERNAL` (so the attempt is retried), and is replaced by a new thread; calls
+ * made meanwhile wait for it. `healthy` is false while no thread can embed, and for good when a
+ * replacement cannot start.
  */
 export class OnnxEmbedder implements Embedder {
   readonly dims: number;
@@ -28,12 +48,20 @@ export class OnnxEmbedder implements Embedder {
   readonly textInput: TextInputShape;
   readonly textTakesMask: boolean;
   readonly device: 'cpu' | 'cuda';
-  private readonly sessions: { worker: Worker; pending: number }[];
+  private readonly sessions: Session[];
   private nextId = 0;
-  private readonly waiting = new Map<number, { resolve: (v: Float32Array) => void; reject: (e: Error) => void; session: { pending: number } }>();
+  private readonly waiting = new Map<number, { resolve: (v: Float32Array) => void; reject: (e: Error) => void; session: Session }>();
+  /** Calls waiting for a thread to be ready again. */
+  private readonly parked: (() => void)[] = [];
   private failure: Error | undefined;
 
-  private constructor(workers: readonly Worker[], ready: Extract<EmbedThreadMessage, { kind: 'ready' }>, model: ModelFolder) {
+  private constructor(
+    workers: readonly Worker[],
+    ready: Extract<EmbedThreadMessage, { kind: 'ready' }>,
+    private readonly model: ModelFolder,
+    private readonly init: EmbedThreadInit,
+    private readonly onThreadEvent: ((line: string) => void) | undefined,
+  ) {
     this.dims = ready.dims > 0 ? ready.dims : model.config.projectionDim;
     this.hasText = model.textModelPath !== undefined;
     this.hasImage = model.visionModelPath !== undefined;
@@ -41,10 +69,8 @@ export class OnnxEmbedder implements Embedder {
     this.textTakesMask = ready.textTakesMask;
     this.device = ready.device;
     this.sessions = workers.map((worker) => {
-      const session = { worker, pending: 0 };
-      worker.on('message', (msg: EmbedThreadMessage) => this.settle(msg));
-      worker.on('error', (err) => this.fail(err));
-      worker.on('exit', (code) => this.fail(new ModelError(`the inference thread exited (code ${code})`)));
+      const session: Session = { worker: undefined, pending: 0, died: undefined };
+      this.attach(session, worker);
       return session;
     });
   }
@@ -59,8 +85,12 @@ export class OnnxEmbedder implements Embedder {
       visionModelPath: model.visionModelPath,
       providers: options.plan.providers,
       intraOpThreads: options.intraOpThreads,
+      exitAtRequest: undefined,
     };
-    const started = await Promise.allSettled(Array.from({ length: Math.max(1, options.plan.sessions) }, () => startThread(init, model)));
+    const sessions = Math.max(1, options.plan.sessions);
+    const started = await Promise.allSettled(
+      Array.from({ length: sessions }, (_, k) => startThread(k === 0 && options.exitThreadAtRequest !== undefined ? { ...init, exitAtRequest: options.exitThreadAtRequest } : init, model)),
+    );
     const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     const ok = started.filter((r): r is PromiseFulfilledResult<{ worker: Worker; ready: Extract<EmbedThreadMessage, { kind: 'ready' }> }> => r.status === 'fulfilled');
     if (failed !== undefined) {
@@ -69,7 +99,12 @@ export class OnnxEmbedder implements Embedder {
     }
     const first = ok[0]!.value.ready;
     if (first.fallbackWarning !== undefined) options.onWarning?.(first.fallbackWarning);
-    return new OnnxEmbedder(ok.map((r) => r.value.worker), first, model);
+    return new OnnxEmbedder(ok.map((r) => r.value.worker), first, model, init, options.onThreadEvent);
+  }
+
+  /** True while at least one thread can embed; false once the embedder is closed or cannot replace a dead thread. */
+  get healthy(): boolean {
+    return this.failure === undefined && this.sessions.some((s) => s.worker !== undefined);
   }
 
   embedText(tokens: TokenBatch): Promise<Float32Array> {
@@ -82,17 +117,65 @@ export class OnnxEmbedder implements Embedder {
   }
 
   async close(): Promise<void> {
-    this.failure ??= new ModelError('the embedder is closed');
-    await Promise.all(this.sessions.map((s) => s.worker.terminate()));
+    this.fail(new VecmillError('E_INTERNAL', 'the embedder is closed'));
+    await Promise.all(this.sessions.map((s) => s.worker?.terminate()));
   }
 
-  private request(req: EmbedRequest, transfer: ArrayBuffer[]): Promise<Float32Array> {
-    if (this.failure !== undefined) return Promise.reject(this.failure);
-    const session = this.sessions.reduce((a, b) => (b.pending < a.pending ? b : a));
-    return new Promise((resolve, reject) => {
-      session.pending++;
-      this.waiting.set(req.id, { resolve, reject, session });
-      session.worker.postMessage(req, transfer);
+  private async request(req: EmbedRequest, transfer: ArrayBuffer[]): Promise<Float32Array> {
+    for (;;) {
+      if (this.failure !== undefined) throw this.failure;
+      const live = this.sessions.filter((s) => s.worker !== undefined);
+      if (live.length > 0) {
+        const session = live.reduce((a, b) => (b.pending < a.pending ? b : a));
+        const worker = session.worker as Worker;
+        return new Promise((resolve, reject) => {
+          session.pending++;
+          this.waiting.set(req.id, { resolve, reject, session });
+          worker.postMessage(req, transfer);
+        });
+      }
+      await new Promise<void>((resume) => this.parked.push(resume));
+    }
+  }
+
+  /** Puts `worker` in `session`; when it dies, its calls fail (retryable) and a new thread is started. */
+  private attach(session: Session, worker: Worker): void {
+    session.worker = worker;
+    session.died = undefined;
+    worker.on('message', (msg: EmbedThreadMessage) => this.settle(msg));
+    worker.on('error', (err) => (session.died = err));
+    worker.on('exit', (code) => {
+      if (this.failure !== undefined) return;
+      const cause = session.died;
+      session.worker = undefined;
+      const err = (cause as { code?: unknown } | undefined)?.code === 'ERR_WORKER_OUT_OF_MEMORY'
+        ? (cause as Error)
+        : new VecmillError('E_INTERNAL', `the inference thread exited (code ${code}${cause === undefined ? '' : `: ${cause.message}`}); the attempt is retried on a new thread`, {}, { cause });
+      for (const [id, w] of this.waiting) {
+        if (w.session !== session) continue;
+        this.waiting.delete(id);
+        w.reject(err);
+      }
+      session.pending = 0;
+      this.onThreadEvent?.(`${err.message}; starting a new inference thread`);
+      startThread(this.init, this.model).then(
+        ({ worker: next }) => {
+          if (this.failure !== undefined) {
+            void next.terminate();
+            return;
+          }
+          this.attach(session, next);
+          this.onThreadEvent?.('a new inference thread is ready');
+          for (const resume of this.parked.splice(0)) resume();
+        },
+        (startErr: unknown) => {
+          // The models opened before, so this is the machine's fault: retryable elsewhere, and
+          // `healthy` turns false so the orchestrator replaces this process.
+          const message = `a dead inference thread could not be replaced (${(startErr as Error).message}); this process cannot embed until it is restarted`;
+          this.onThreadEvent?.(message);
+          this.fail(new VecmillError('E_INTERNAL', message, {}, { cause: startErr }));
+        },
+      );
     });
   }
 
@@ -103,13 +186,14 @@ export class OnnxEmbedder implements Embedder {
     this.waiting.delete(msg.id);
     w.session.pending--;
     if (msg.kind === 'result') w.resolve(msg.values);
-    else w.reject(new ModelError(`inference failed: ${msg.message}`));
+    else w.reject(new ModelError(`inference failed: ${msg.message}; a retry fails the same way: check that the model folder's ONNX graphs match its tokenizer and config (or re-export them)`));
   }
 
   private fail(err: Error): void {
     this.failure ??= err;
     for (const w of this.waiting.values()) w.reject(err);
     this.waiting.clear();
+    for (const resume of this.parked.splice(0)) resume();
   }
 }
 

@@ -1,4 +1,6 @@
-import { describeError, isTransient, VecmillError } from '../errors.js';
+import { backoffDelay } from '../backoff.js';
+import { describeError, VecmillError } from '../errors.js';
+import { explainFailure, failurePolicy } from '../failure-policy.js';
 import type { RunEventSink } from './run-events.js';
 
 /** How the in-process queue schedules and retries split jobs. */
@@ -7,9 +9,12 @@ export interface LocalQueueOptions {
   readonly concurrency?: number;
   /** Attempts per split before the run fails (default 3), as BullMQ's `attempts`. */
   readonly attempts?: number;
-  /** First retry delay in ms, doubled each attempt with jitter (default 500). */
+  /** Upper bound of the first retry delay in ms (`backoffDelay`: doubled each attempt, full jitter; default 500). */
   readonly backoffMs?: number;
 }
+
+/** Cap on one wait between attempts of a split. */
+const maxBackoffMs = 60_000;
 
 /** One split job: the same job objects BullMQ carries in distributed mode. */
 export interface LocalJob {
@@ -22,7 +27,7 @@ export class SplitFailedError extends VecmillError {
   constructor(readonly failures: readonly { split: number; error: string }[]) {
     super(
       'E_INTERNAL',
-      `${failures.length} split(s) failed every attempt, nothing was published; first: split ${failures[0]?.split ?? '?'}: ${failures[0]?.error ?? ''}. Fix the cause and re-run the same command: finished splits are kept`,
+      `${failures.length} split(s) failed, nothing was published; first: split ${failures[0]?.split ?? '?'}: ${failures[0]?.error ?? ''}. Fix the cause and re-run the same command: finished splits are kept`,
       { splits: failures.map((f) => f.split).join(',') },
     );
   }
@@ -45,8 +50,8 @@ export class LocalQueue {
   }
 
   /**
-   * Runs every job through `embed`, then `merge`. Final errors (a bad payload, a changed input)
-   * are not retried; transient and unknown ones are. Throws SplitFailedError, without merging,
+   * Runs every job through `embed`, then `merge`. Errors whose `failurePolicy` is `final` (a bad
+   * payload, a changed input, a WebAssembly trap) are not retried; all others are, as in `worker`. Throws SplitFailedError, without merging,
    * when any split failed every attempt.
    */
   async runFlow<M>(
@@ -66,7 +71,11 @@ export class LocalQueue {
     };
     await Promise.all(Array.from({ length: Math.max(1, Math.min(this.concurrency, jobs.length)) }, lane));
     if (failures.length > 0) throw new SplitFailedError(failures.sort((a, b) => a.split - b.split));
-    return merge();
+    try {
+      return await merge();
+    } catch (err) {
+      throw explainFailure(err, 'the merge');
+    }
   }
 
   private async runWithRetries(job: LocalJob, embed: (job: LocalJob) => Promise<void>, events: RunEventSink): Promise<string | undefined> {
@@ -75,13 +84,13 @@ export class LocalQueue {
         await embed(job);
         return undefined;
       } catch (err) {
-        const message = describeError(err);
-        const retryable = isTransient(err) || !(err instanceof VecmillError);
-        if (!retryable || attempt >= this.attempts) {
+        const explained = explainFailure(err, `split ${job.split}`);
+        const message = describeError(explained);
+        if (failurePolicy(explained) === 'final' || attempt >= this.attempts) {
           events({ type: 'split-failed', split: job.split, error: message });
           return message;
         }
-        const delayMs = Math.round(this.backoffMs * 2 ** (attempt - 1) * (0.5 + Math.random() / 2));
+        const delayMs = backoffDelay(attempt, { baseDelayMs: this.backoffMs, maxDelayMs: maxBackoffMs });
         events({ type: 'split-retry', split: job.split, attempt, delayMs, error: message });
         await new Promise((r) => setTimeout(r, delayMs));
       }

@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isTransient } from '../errors.js';
+import { backoffDelay } from '../backoff.js';
+import { failurePolicy } from '../failure-policy.js';
 import type { ObjectInfo, ObjectStore } from './object-store.js';
 import { DEFAULT_RETRY_OPTIONS, withRetry, type RetryOptions } from './retry.js';
 
@@ -16,7 +17,7 @@ export type ResilientReadOptions = RetryOptions;
  * with a transient error (a dropped connection, a 5xx in the middle of a body). The SDK retries a
  * request only until its answer starts; a ranged GET that dies after that would otherwise fail
  * the whole split, and every byte already read and embedded would be read and embedded again.
- * Backoff is exponential with full jitter, as `withRetry`. Final errors (not found, access
+ * Only `retry-now` failures are resumed, after `backoffDelay`, as in `withRetry`. Final errors (not found, access
  * denied) and the last transient one are rethrown unchanged. A stream that ends early without
  * an error is passed on as it is: the caller decides what a short object means.
  */
@@ -40,8 +41,8 @@ export function resilientReadRange(store: ObjectStore, key: string, start: numbe
         return;
       } catch (err) {
         failures++;
-        if (failures >= attempts || !isTransient(err)) throw err;
-        const delayMs = Math.random() * Math.min(max, base * 2 ** (failures - 1));
+        if (failures >= attempts || failurePolicy(err) !== 'retry-now') throw err;
+        const delayMs = backoffDelay(failures, { baseDelayMs: base, maxDelayMs: max });
         options.onRetry?.(err, failures, delayMs);
         await sleep(delayMs);
       }

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isTransient } from '../errors.js';
+import { backoffDelay } from '../backoff.js';
+import { failurePolicy } from '../failure-policy.js';
 
 /** How `withRetry` retries. All fields are optional; see `DEFAULT_RETRY_OPTIONS`. */
 export interface RetryOptions {
@@ -16,10 +17,8 @@ export interface RetryOptions {
 export const DEFAULT_RETRY_OPTIONS = { attempts: 5, baseDelayMs: 200, maxDelayMs: 10_000 } as const;
 
 /**
- * Runs `fn`, retrying errors marked transient (`isTransient`) with exponential backoff and full
- * jitter: each sleep is uniform in [0, min(max, base·2^(n-1))]. Full jitter spreads a fleet of
- * workers that all hit the same S3 throttle, instead of having them retry in lockstep. Other errors
- * and the last transient one are rethrown unchanged.
+ * Runs `fn`, retrying errors whose `failurePolicy` is `retry-now` after `backoffDelay` (exponential,
+ * full jitter). Other errors and the last transient one are rethrown unchanged.
  */
 export async function withRetry<T>(fn: () => Promise<T>, options: RetryOptions = {}): Promise<T> {
   const attempts = Math.max(1, Math.floor(options.attempts ?? DEFAULT_RETRY_OPTIONS.attempts));
@@ -29,8 +28,8 @@ export async function withRetry<T>(fn: () => Promise<T>, options: RetryOptions =
     try {
       return await fn();
     } catch (err) {
-      if (attempt >= attempts || !isTransient(err)) throw err;
-      const delayMs = Math.random() * Math.min(max, base * 2 ** (attempt - 1));
+      if (attempt >= attempts || failurePolicy(err) !== 'retry-now') throw err;
+      const delayMs = backoffDelay(attempt, { baseDelayMs: base, maxDelayMs: max });
       options.onRetry?.(err, attempt, delayMs);
       await sleep(delayMs);
     }
