@@ -1,7 +1,8 @@
 /**
  * Child-process entry for memory tests and the bench: runs `vecmill run` with the given argv in
  * this process and prints one JSON line with the peak RSS, the rows, the wall time, the
- * embedding-phase time (run start to merge start) and the longest event-loop delay meanwhile.
+ * embedding-phase time (run start to merge start), the CPU time of all its threads and the longest
+ * event-loop delay meanwhile.
  *
  * Peak RSS is the kernel's VmHWM of this process's address space. getrusage's maxRSS is not used:
  * Linux carries it over from the parent across fork and exec, so a child of a large process
@@ -42,6 +43,7 @@ process.stdout.write(
     ok: result.manifest.rows.ok,
     seconds,
     embedSeconds: (embedEnd - embedStart) / 1000,
+    cpuSeconds: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
     maxEventLoopDelayMs: loop.max / 1e6,
     timings: result.manifest.timings,
   })}\n`,

@@ -128,7 +128,7 @@ export function loadRunConfig(argv: readonly string[], env: NodeJS.ProcessEnv = 
 
 /** `vecmill make-model`. */
 export interface MakeModelConfig {
-  readonly preset: 'tiny' | 'vit-b-32';
+  readonly preset: 'tiny' | 'vit-b-32' | 'host-bench';
   readonly out: string;
   readonly seed: number;
   readonly tokenizer: string | undefined;
@@ -138,7 +138,7 @@ export interface MakeModelConfig {
 export function loadMakeModelConfig(argv: readonly string[]): MakeModelConfig {
   const v = parseFlags(argv, { preset: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, tokenizer: { type: 'string' } }, 'make-model');
   return {
-    preset: v.preset === undefined ? 'tiny' : oneOf(v.preset, ['tiny', 'vit-b-32'] as const, '--preset'),
+    preset: v.preset === undefined ? 'tiny' : oneOf(v.preset, ['tiny', 'vit-b-32', 'host-bench'] as const, '--preset'),
     out: required(v.out, '--out', 'the folder to write the model into'),
     seed: v.seed === undefined ? 42 : nonNegativeInt(v.seed, '--seed'),
     tokenizer: v.tokenizer,

@@ -3,7 +3,7 @@ import { makeModel } from '@vecmill/shared/modelgen/make-model';
 
 
 /** Usage text for `vecmill --help`. */
-export const help = `vecmill make-model --preset tiny|vit-b-32 --out DIR [--seed N] [--tokenizer tokenizer.json]
+export const help = `vecmill make-model --preset tiny|vit-b-32|host-bench --out DIR [--seed N] [--tokenizer tokenizer.json]
   Write a CLIP-shaped ONNX model folder with seeded random weights (fp32, fp16 and q8 graphs).`;
 
 /** `vecmill make-model`: a CLIP-shaped model folder with seeded random weights. */

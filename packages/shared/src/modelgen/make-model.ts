@@ -14,7 +14,7 @@ import { buildSmallTokenizer } from './small-tokenizer.js';
 import { writeFileAtomic } from './write-file-atomic.js';
 
 /** Model shapes: `tiny` for tests and demos, `vit-b-32` for real-size benchmarks. */
-export type ModelPreset = 'tiny' | 'vit-b-32';
+export type ModelPreset = 'tiny' | 'vit-b-32' | 'host-bench';
 
 /** ONNX files per tower: float32, float16 inside with float32 IO, dynamic int8 quantized. */
 export type ModelVariant = 'fp32' | 'fp16' | 'q8';

@@ -31,7 +31,8 @@ export interface ClipPresetShape {
  * The generated model shapes. `tiny` exists so tests and demos run in milliseconds while still
  * exercising every structural feature (several heads, several layers, a class token, patches);
  * `vit-b-32` has the exact tensor shapes of openai/clip-vit-base-patch32 so benchmarks measure
- * real-size compute and memory.
+ * real-size compute and memory; `host-bench` takes CLIP's real 224-pixel input and 77-token context
+ * but costs next to nothing, so a benchmark measures the host side alone (what a GPU node sees).
  */
 export const MODEL_PRESETS: Readonly<Record<ModelPreset, ClipPresetShape>> = {
   tiny: {
@@ -45,5 +46,11 @@ export const MODEL_PRESETS: Readonly<Record<ModelPreset, ClipPresetShape>> = {
     layerNormEps: 1e-5,
     text: { hiddenSize: 512, intermediateSize: 2048, numAttentionHeads: 8, numHiddenLayers: 12, maxPositionEmbeddings: 77 },
     vision: { hiddenSize: 768, intermediateSize: 3072, numAttentionHeads: 12, numHiddenLayers: 12, imageSize: 224, patchSize: 32 },
+  },
+  'host-bench': {
+    projectionDim: 16,
+    layerNormEps: 1e-5,
+    text: { hiddenSize: 8, intermediateSize: 16, numAttentionHeads: 2, numHiddenLayers: 1, maxPositionEmbeddings: 77 },
+    vision: { hiddenSize: 8, intermediateSize: 16, numAttentionHeads: 2, numHiddenLayers: 1, imageSize: 224, patchSize: 32 },
   },
 };
