@@ -15,8 +15,11 @@ import { availableParallelism, cpus, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Tokenizer } from '@huggingface/tokenizers';
+import { decodeImage, readImageHeader } from '@vecmill/shared/model/image-decode';
 import { defaultDecodeOptions, parsePreprocessSpec, preprocessImage } from '@vecmill/shared/model/image-preprocess';
+import { resizeBicubic } from '@vecmill/shared/model/resize-bicubic';
 import { makeModel } from '@vecmill/shared/modelgen/make-model';
+import sharp from 'sharp';
 import { benchPhotos, captionOfLength } from './bench-data.js';
 
 /** Where the rows go: bench-main's table, or this file's own when run alone. */
@@ -38,6 +41,8 @@ interface MeasuredRun {
   readonly ok: number;
   readonly seconds: number;
   readonly cpuSeconds: number;
+  /** CPU of the embedding phase only (no process start, model load or merge); Pillow's is its whole run. */
+  readonly embedCpuSeconds: number;
 }
 
 /** Rows and seconds summed over repetitions. */
@@ -45,6 +50,7 @@ interface Tally {
   rows: number;
   seconds: number;
   cpuSeconds: number;
+  embedCpuSeconds: number;
 }
 
 const python = '/usr/bin/python3';
@@ -79,6 +85,52 @@ r = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({'rows': rows, 'cpu': r.ru_utime + r.ru_stime}))
 `;
 
+/** Per-stage CPU of Pillow on one thread: decode to RGB, and the bicubic resize to a 224 short edge. */
+const pillowStages = `
+import io, json, sys, time
+from PIL import Image
+paths, reps = sys.argv[2:], int(sys.argv[1])
+photos = [open(p, 'rb').read() for p in paths]
+def cpu(fn):
+    fn()
+    t = time.process_time()
+    for _ in range(reps):
+        fn()
+    return (time.process_time() - t) / reps / len(photos) * 1000
+def size(w, h):
+    return (224, int(224 * h / w)) if w <= h else (int(224 * w / h), 224)
+images = [Image.open(io.BytesIO(p)).convert('RGB') for p in photos]
+decode = cpu(lambda: [Image.open(io.BytesIO(p)).convert('RGB') for p in photos])
+resize = cpu(lambda: [im.resize(size(*im.size), Image.BICUBIC) for im in images])
+print(json.dumps({'decode': decode, 'resize': resize}))
+`;
+
+/** The same stages in vecmill on this thread (sharp at concurrency 1, as in a preprocessing thread), ms of CPU per photo. */
+async function vecmillStages(photos: readonly { bytes: Buffer }[], reps: number): Promise<{ decode: number; resize: number }> {
+  sharp.concurrency(1);
+  const headers = await Promise.all(photos.map((p) => readImageHeader(p.bytes, defaultDecodeOptions)));
+  const images = await Promise.all(photos.map((p, i) => decodeImage(p.bytes, headers[i]!, defaultDecodeOptions)));
+  const cpuMs = async (fn: () => Promise<void>): Promise<number> => {
+    await fn();
+    const c0 = process.cpuUsage();
+    for (let r = 0; r < reps; r++) await fn();
+    const used = process.cpuUsage(c0);
+    return (used.user + used.system) / 1000 / reps / photos.length;
+  };
+  const decode = await cpuMs(async () => {
+    for (let i = 0; i < photos.length; i++) await decodeImage(photos[i]!.bytes, headers[i]!, defaultDecodeOptions);
+  });
+  const resize = await cpuMs(async () => {
+    for (const image of images) {
+      const s = 224 / Math.min(image.width, image.height);
+      const w = image.width <= image.height ? 224 : Math.trunc(image.width * s);
+      const h = image.width <= image.height ? Math.trunc(image.height * s) : 224;
+      resizeBicubic(image, w, h, { left: 0, top: 0, width: w, height: h });
+    }
+  });
+  return { decode, resize };
+}
+
 function hasPillow(): boolean {
   return spawnSync(python, ['-c', 'import PIL, numpy'], { stdio: 'ignore' }).status === 0;
 }
@@ -102,7 +154,8 @@ async function runPillow(script: string, tsv: string, processes: number): Promis
   const seconds = (performance.now() - t0) / 1000;
   const parsed = outs.map((o) => JSON.parse(o.trim()) as { rows: number; cpu: number });
   const rows = parsed.reduce((a, p) => a + p.rows, 0);
-  return { rows, ok: rows, seconds, cpuSeconds: parsed.reduce((a, p) => a + p.cpu, 0) };
+  const cpuSeconds = parsed.reduce((a, p) => a + p.cpu, 0);
+  return { rows, ok: rows, seconds, cpuSeconds, embedCpuSeconds: cpuSeconds };
 }
 
 async function runVecmill(root: string, args: readonly string[], out: string): Promise<MeasuredRun> {
@@ -116,9 +169,10 @@ function add(t: Tally, r: MeasuredRun): void {
   t.rows += r.ok;
   t.seconds += r.seconds;
   t.cpuSeconds += r.cpuSeconds;
+  t.embedCpuSeconds += r.embedCpuSeconds;
 }
 
-const tally = (): Tally => ({ rows: 0, seconds: 0, cpuSeconds: 0 });
+const tally = (): Tally => ({ rows: 0, seconds: 0, cpuSeconds: 0, embedCpuSeconds: 0 });
 
 /** Lowest cosine between the exact and the --fast-decode pixel tensors of the same photos. */
 async function fastDecodeMinCosine(photos: readonly { bytes: Buffer }[]): Promise<number> {
@@ -152,6 +206,18 @@ function tokenizerAlone(tokenizerJson: unknown, tokenizerConfig: Record<string, 
     best = Math.max(best, captions.length / ((used.user + used.system) / 1e6));
   }
   return best;
+}
+
+/** The files benchPhotos reads from the fixtures, in its order. */
+function photoPaths(fixtures: string): string[] {
+  const dir = join(fixtures, 'images');
+  const broken = /truncated|cut_in_half|random_bytes|not_an_image|empty|one_pixel|panorama|tiny/;
+  return readFileSync(join(dir, 'captions.tsv'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => l.split('\t')[0] as string)
+    .filter((f) => /\.(jpe?g)$/.test(f) && !broken.test(f))
+    .map((f) => join(dir, f));
 }
 
 /** Records the host-throughput rows (see the file comment). */
@@ -192,8 +258,8 @@ export async function runHostThroughputBench(ctx: HostBenchContext): Promise<voi
     add(fast, await runVecmill(root, ['--input', imagesTsv, '--kind', 'image', '--fast-decode', ...common], join(work, 'host-out-fast')));
   }
   const rate = (t: Tally): number => t.rows / t.seconds;
-  const perCpu = (t: Tally): number => t.rows / t.cpuSeconds;
-  const wallNote = (t: Tally): string => `${t.rows} images in ${reps} run(s), ${perCpu(t).toFixed(0)} per CPU-second`;
+  const perCpu = (t: Tally): number => t.rows / t.embedCpuSeconds;
+  const wallNote = (t: Tally): string => `${t.rows} images in ${reps} run(s), whole runs; ${perCpu(t).toFixed(0)} per CPU-second of the embedding phase`;
   record('host_images_exact_per_s', 'images, exact path, vecmill run', rate(exact), 'images/s', wallNote(exact));
   record('host_images_fast_per_s', 'images, --fast-decode, vecmill run', rate(fast), 'images/s', wallNote(fast));
   record('host_fast_decode_min_pixel_cosine', '--fast-decode min cosine to exact (pixel tensors)', await fastDecodeMinCosine(photos), '', `${photos.length} photos`);
@@ -205,8 +271,30 @@ export async function runHostThroughputBench(ctx: HostBenchContext): Promise<voi
   } else {
     process.stderr.write(`  Pillow rows skipped: ${python} lacks PIL or numpy (apt-get install python3-pil python3-numpy)\n`);
   }
-  record('host_cores_per_1000_images_exact', 'cores per 1,000 images/s, exact path', 1000 / perCpu(exact), 'cores', 'from CPU-seconds of the whole run');
-  record('host_cores_per_1000_images_fast', 'cores per 1,000 images/s, --fast-decode', 1000 / perCpu(fast), 'cores', 'from CPU-seconds of the whole run');
+  record('host_cores_per_1000_images_exact', 'cores per 1,000 images/s, exact path', 1000 / perCpu(exact), 'cores', 'from CPU-seconds of the embedding phase, all threads');
+  record('host_cores_per_1000_images_fast', 'cores per 1,000 images/s, --fast-decode', 1000 / perCpu(fast), 'cores', 'from CPU-seconds of the embedding phase, all threads');
+
+  if (pillow && fixtures !== undefined) {
+    const stagesScript = join(work, 'pillow-stages.py');
+    await writeFile(stagesScript, pillowStages);
+    const paths = photoPaths(fixtures);
+    const mine = { decode: 0, resize: 0 };
+    const theirs = { decode: 0, resize: 0 };
+    for (let r = 0; r < reps; r++) {
+      process.stderr.write(`  stages, round ${r + 1}/${reps}: vecmill and Pillow on one thread…
+`);
+      const v = await vecmillStages(photos, quick ? 2 : 5);
+      const p = JSON.parse((await runProcess(python, [stagesScript, quick ? '2' : '5', ...paths])).trim()) as { decode: number; resize: number };
+      mine.decode += v.decode / reps;
+      mine.resize += v.resize / reps;
+      theirs.decode += p.decode / reps;
+      theirs.resize += p.resize / reps;
+    }
+    record('host_decode_cpu_ms_vecmill', 'JPEG decode to RGB, one thread, vecmill (sharp)', mine.decode, 'ms', 'CPU per photo');
+    record('host_decode_cpu_ms_pillow', 'JPEG decode to RGB, one thread, Pillow', theirs.decode, 'ms', `CPU per photo; vecmill/Pillow ${(mine.decode / theirs.decode).toFixed(2)}x`);
+    record('host_resize_cpu_ms_vecmill', 'bicubic resize to 224 short edge, vecmill (WebAssembly SIMD)', mine.resize, 'ms', 'CPU per photo, whole resized image');
+    record('host_resize_cpu_ms_pillow', 'bicubic resize to 224 short edge, Pillow', theirs.resize, 'ms', `CPU per photo; Pillow/vecmill ${(theirs.resize / mine.resize).toFixed(2)}x`);
+  }
 
   const text = tally();
   let aloneBest = 0;
@@ -217,7 +305,7 @@ export async function runHostThroughputBench(ctx: HostBenchContext): Promise<voi
     add(text, await runVecmill(root, ['--input', textTsv, '--kind', 'text', ...common], join(work, 'host-out-text')));
     aloneBest = Math.max(aloneBest, tokenizerAlone(model, tokenizerConfig, captions.slice(0, 20_000), 1));
   }
-  record('host_text_rows_per_s', 'text, vecmill run', rate(text), 'rows/s', `${text.rows} captions in ${reps} run(s), ${perCpu(text).toFixed(0)} per CPU-second`);
+  record('host_text_rows_per_s', 'text, vecmill run', rate(text), 'rows/s', `${text.rows} captions in ${reps} run(s), whole runs; ${perCpu(text).toFixed(0)} per CPU-second of the embedding phase`);
   record('host_tokenizer_alone_per_cpu_s', 'tokenizer library alone, one core', aloneBest, 'captions/s', '@huggingface/tokenizers encode(), per CPU-second');
   record('host_text_over_tokenizer_core', 'text / tokenizer alone on one core', rate(text) / aloneBest, 'x', `goal >= 1.5 on ${cores} cores`);
 }
