@@ -23,7 +23,7 @@ export interface EmbedProcessorDeps {
   readonly embedder: Embedder;
   /** Present when the input has text. */
   readonly tokenizer: ClipTokenizer | undefined;
-  /** Tokenizes batches off the event loop, on every core (a thread pool in `vecmill run`); absent, `tokenizer` encodes here. */
+  /** Tokenizes batches off the event loop, on every core (a thread pool in `vecmill run` and workers); absent, `tokenizer` encodes here. */
   readonly textEncoder?: BatchTextEncoder;
   /** Present when the input has images; a thread pool in production, so decoding never blocks the event loop. */
   readonly images: ImagePreprocessor | undefined;
@@ -256,7 +256,7 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
     if (tokenizer !== undefined) {
       const rows = b.errors.flatMap((e, r) => (e === null && !b.reusedText.has(r) ? [r] : []));
       const texts = rows.map((r) => b.text[r] ?? '');
-      const ids = deps.textEncoder !== undefined ? await deps.textEncoder.encodeBatch(texts) : texts.map((t) => tokenizer.encode(t));
+      const ids = deps.textEncoder !== undefined && texts.length > 0 ? await deps.textEncoder.encodeBatch(texts) : texts.map((t) => tokenizer.encode(t));
       const encoded = rows.map((row, i) => ({ row, ids: ids[i] as number[] }));
       if (padTo === undefined) encoded.sort((x, y) => x.ids.length - y.ids.length);
       for (let i = 0; i < encoded.length; i += settings.batchSize) {
