@@ -1,7 +1,8 @@
 /**
  * Child-process entry for memory tests and the bench: runs `vecmill run` with the given argv in
  * this process and prints one JSON line with the peak RSS, the rows, the wall time, the
- * embedding-phase time (run start to merge start) and the longest event-loop delay meanwhile.
+ * embedding-phase time (run start to merge start), the CPU time of all its threads (whole run and
+ * embedding phase) and the longest event-loop delay meanwhile.
  *
  * Peak RSS is the kernel's VmHWM of this process's address space. getrusage's maxRSS is not used:
  * Linux carries it over from the parent across fork and exec, so a child of a large process
@@ -21,13 +22,17 @@ const loop = monitorEventLoopDelay({ resolution: 10 });
 const t0 = performance.now();
 let embedStart = t0;
 let embedEnd = t0;
+let embedCpuStart = process.cpuUsage();
+let embedCpu = embedCpuStart;
 const result = await runEmbedded(loadRunConfig(process.argv.slice(2)), (e) => {
   if (e.type === 'run-start') {
     embedStart = performance.now();
+    embedCpuStart = process.cpuUsage();
     loop.enable();
   }
   if (e.type === 'merge-start') {
     embedEnd = performance.now();
+    embedCpu = process.cpuUsage(embedCpuStart);
     loop.disable();
   }
 });
@@ -42,6 +47,8 @@ process.stdout.write(
     ok: result.manifest.rows.ok,
     seconds,
     embedSeconds: (embedEnd - embedStart) / 1000,
+    cpuSeconds: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
+    embedCpuSeconds: (embedCpu.user + embedCpu.system) / 1e6,
     maxEventLoopDelayMs: loop.max / 1e6,
     timings: result.manifest.timings,
   })}\n`,

@@ -204,14 +204,14 @@ test('the header reports the size after EXIF orientation', async () => {
   assert.deepEqual([image.width, image.height], [20, 30]);
 });
 
-test('fastDecode shrinks large JPEGs on load, staying at least twice the resize target', async () => {
+test('fastDecode shrinks JPEGs on load to the smallest eighth that still covers the resize target', async () => {
   const jpeg = await noise(1600, 1200).jpeg().toBuffer();
   const png = await noise(1600, 1200).png({ compressionLevel: 0 }).toBuffer();
   const target = { width: 298, height: 224 };
   const fast = { ...defaultDecodeOptions, fastDecode: true };
 
   const reduced = await decodeImage(jpeg, await readImageHeader(jpeg, fast), fast, target);
-  assert.ok(reduced.width < 1600 && reduced.width >= 2 * target.width && reduced.height >= 2 * target.height, `decoded at ${reduced.width}x${reduced.height}`);
+  assert.deepEqual([reduced.width, reduced.height], [400, 300], '2/8 of 1600x1200 is the smallest eighth covering 298x224');
 
   const exact = await decodeImage(jpeg, await readImageHeader(jpeg, defaultDecodeOptions), defaultDecodeOptions, target);
   assert.deepEqual([exact.width, exact.height], [1600, 1200]);
@@ -221,5 +221,9 @@ test('fastDecode shrinks large JPEGs on load, staying at least twice the resize 
 
   const small = await noise(500, 400).jpeg().toBuffer();
   const smallFast = await decodeImage(small, await readImageHeader(small, fast), fast, target);
-  assert.deepEqual([smallFast.width, smallFast.height], [500, 400], 'less than 4x the target is decoded in full');
+  assert.deepEqual([smallFast.width, smallFast.height], [313, 250], '5/8 of 500x400 still covers the target');
+
+  const cmyk = await noise(1600, 1200).toColourspace('cmyk').jpeg().toBuffer();
+  const cmykFast = await decodeImage(cmyk, await readImageHeader(cmyk, fast), fast, target);
+  assert.ok(cmykFast.width < 1600 && cmykFast.width >= 2 * target.width, `CMYK goes through sharp's shrink-on-load, at ${cmykFast.width}x${cmykFast.height}`);
 });

@@ -4,6 +4,7 @@ import { readManifestIfPublished, type Manifest } from '@vecmill/shared/manifest
 import { ClipTokenizer } from '@vecmill/shared/model/clip-tokenizer';
 import { OnnxEmbedder } from '@vecmill/shared/model/onnx-embedder';
 import { PreprocessPool } from '@vecmill/shared/model/preprocess-pool';
+import { TokenizerPool } from '@vecmill/shared/model/tokenizer-pool';
 import { LocalQueue } from '@vecmill/shared/queue/local-queue';
 import type { RunEventSink } from '@vecmill/shared/queue/run-events';
 import { modalities, type RunPlan } from '@vecmill/shared/run-plan';
@@ -49,6 +50,9 @@ export async function runEmbedded(config: RunConfig, events: RunEventSink, cwd =
   const splitBytes = (s: RunPlan['splits'][number]): number => s.end - s.start;
   events({ type: 'run-start', runId: plan.runId, splits: plan.splits.length, pending: pending.length, bytes: pending.reduce((a, s) => a + splitBytes(s), 0) });
 
+  const textEncoder = needs.text
+    ? new TokenizerPool(model.tokenizerJson, model.tokenizerConfig, { contextLength: model.config.contextLength }, config.decodeThreads)
+    : undefined;
   const images = needs.image
     ? new PreprocessPool(model.preprocessorConfig, { maxPixels: plan.settings.maxPixels, fastDecode: plan.settings.fastDecode }, config.decodeThreads)
     : undefined;
@@ -67,6 +71,7 @@ export async function runEmbedded(config: RunConfig, events: RunEventSink, cwd =
       output,
       embedder,
       tokenizer,
+      ...(textEncoder !== undefined ? { textEncoder } : {}),
       images,
       decodeConcurrency: 2 * config.decodeThreads,
       ...(reuse !== undefined ? { reuse } : {}),
@@ -86,5 +91,6 @@ export async function runEmbedded(config: RunConfig, events: RunEventSink, cwd =
   } finally {
     await embedder.close();
     await images?.close();
+    await textEncoder?.close();
   }
 }

@@ -5,6 +5,7 @@ import type { RowFailure } from '@vecmill/shared/formats/embedding-table';
 import type { ClipTokenizer, TokenBatch } from '@vecmill/shared/model/clip-tokenizer';
 import { l2NormalizeRows, type Embedder } from '@vecmill/shared/model/embedder';
 import type { ImagePreprocessor } from '@vecmill/shared/model/image-preprocessor';
+import type { BatchTextEncoder } from '@vecmill/shared/model/tokenizer-pool';
 import type { PlannedInput, RunPlan } from '@vecmill/shared/run-plan';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
 import { readSplitLines, type SplitLine } from '@vecmill/shared/tsv/line-reader';
@@ -22,6 +23,8 @@ export interface EmbedProcessorDeps {
   readonly embedder: Embedder;
   /** Present when the input has text. */
   readonly tokenizer: ClipTokenizer | undefined;
+  /** Tokenizes batches off the event loop, on every core (a thread pool in `vecmill run` and workers); absent, `tokenizer` encodes here. */
+  readonly textEncoder?: BatchTextEncoder;
   /** Present when the input has images; a thread pool in production, so decoding never blocks the event loop. */
   readonly images: ImagePreprocessor | undefined;
   /** Images in flight at once: enough to keep every preprocessing thread busy. */
@@ -265,10 +268,10 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
     const t1 = performance.now();
     const textGroups: { rows: number[]; tokens: TokenBatch }[] = [];
     if (tokenizer !== undefined) {
-      const encoded: { row: number; ids: number[] }[] = [];
-      b.errors.forEach((e, r) => {
-        if (e === null && !b.reusedText.has(r)) encoded.push({ row: r, ids: tokenizer.encode(b.text[r] ?? '') });
-      });
+      const rows = b.errors.flatMap((e, r) => (e === null && !b.reusedText.has(r) ? [r] : []));
+      const texts = rows.map((r) => b.text[r] ?? '');
+      const ids = deps.textEncoder !== undefined && texts.length > 0 ? await deps.textEncoder.encodeBatch(texts) : texts.map((t) => tokenizer.encode(t));
+      const encoded = rows.map((row, i) => ({ row, ids: ids[i] as number[] }));
       if (padTo === undefined) encoded.sort((x, y) => x.ids.length - y.ids.length);
       for (let i = 0; i < encoded.length; i += settings.batchSize) {
         const group = encoded.slice(i, i + settings.batchSize);

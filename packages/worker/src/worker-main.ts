@@ -8,6 +8,7 @@ import { detectProviderAvailability, planExecutionProviders, type ProviderPlan }
 import { loadModelFolder } from '@vecmill/shared/model/model-folder';
 import { OnnxEmbedder } from '@vecmill/shared/model/onnx-embedder';
 import { PreprocessPool } from '@vecmill/shared/model/preprocess-pool';
+import { TokenizerPool } from '@vecmill/shared/model/tokenizer-pool';
 import { resolveModelDir } from '@vecmill/shared/model/resolve-model';
 import { connectRedis, redactRedisUrl, redisOptions } from '@vecmill/shared/queue/bullmq-connection';
 import { readRunRecord } from '@vecmill/shared/queue/bullmq-run-registry';
@@ -49,6 +50,8 @@ interface LoadedModel {
   readonly embedder: OnnxEmbedder;
   readonly tokenizer: ClipTokenizer | undefined;
   readonly images: PreprocessPool | undefined;
+  /** Tokenizer threads of the model, shared by every run using it. */
+  readonly textEncoder: TokenizerPool | undefined;
 }
 
 /** Runs kept in memory; plans are small, so this only bounds a long-lived worker serving many runs. */
@@ -85,6 +88,7 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
   /** The opened ones, for /healthz: a worker whose inference thread cannot be replaced is unhealthy, so its pod is replaced. */
   const openEmbedders = new Set<OnnxEmbedder>();
   const pools = new Map<string, PreprocessPool>();
+  const tokenizerPools = new Map<string, TokenizerPool>();
 
   /** One inference thread per model fingerprint (the fingerprint covers the dtype's files), shared by every run using it. */
   const loadModel = async (plan: RunPlan): Promise<LoadedModel> => {
@@ -114,10 +118,16 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
       images = pools.get(key) ?? new PreprocessPool(model.preprocessorConfig, decode, config.decodeThreads);
       pools.set(key, images);
     }
+    let textEncoder: TokenizerPool | undefined;
+    if (needs.text) {
+      textEncoder = tokenizerPools.get(id) ?? new TokenizerPool(model.tokenizerJson, model.tokenizerConfig, { contextLength: model.config.contextLength }, config.decodeThreads);
+      tokenizerPools.set(id, textEncoder);
+    }
     return {
       embedder: await embedder,
       tokenizer: needs.text ? new ClipTokenizer(model.tokenizerJson, model.tokenizerConfig, { contextLength: plan.model.contextLength, family: model.config.family }) : undefined,
       images,
+      textEncoder,
     };
   };
 
@@ -142,6 +152,7 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
           embedder: model.embedder,
           tokenizer: model.tokenizer,
           images: model.images,
+          ...(model.textEncoder !== undefined ? { textEncoder: model.textEncoder } : {}),
           decodeConcurrency: 2 * config.decodeThreads,
           ...(reuse !== undefined ? { reuse } : {}),
         });
@@ -235,6 +246,7 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
         await Promise.all(workers.map((w) => w.close()));
         for (const e of embedders.values()) await e.then((embedder) => embedder.close(), () => undefined);
         for (const p of pools.values()) await p.close();
+        for (const p of tokenizerPools.values()) await p.close();
         await server?.close();
         registry.disconnect();
         log('worker-stopped', { name });

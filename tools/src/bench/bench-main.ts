@@ -24,6 +24,7 @@ import { PreprocessPool } from '@vecmill/shared/model/preprocess-pool';
 import { makeModel } from '@vecmill/shared/modelgen/make-model';
 import { benchPhotos, captionOfLength, writePairsTsv } from './bench-data.js';
 import { runPgvectorBench } from './pgvector-bench.js';
+import { runHostThroughputBench } from './host-throughput-bench.js';
 import { runQueueBench } from './queue-bench.js';
 import { runTextMemoryBench } from './text-memory-bench.js';
 
@@ -188,6 +189,8 @@ async function main(): Promise<void> {
     record(`shard_writer_rows_per_s_${dtype}`, `shard writer (${dtype}, 512 dims, both towers)`, rows / secs, 'rows/s', `${(bytes.byteLength / 2 ** 20).toFixed(1)} MiB`);
   }
   record('merge_ms', 'merger on the end-to-end run', run.timings['merge'] ?? Number.NaN, 'ms');
+
+  await runHostThroughputBench({ root, work, fixtures, record, quick });
 
   if (!quick) {
     process.stderr.write('memory flatness: 1 GB and 4 GB inputs with the tiny model…\n');

@@ -28,7 +28,7 @@ export interface ClipPresetShape {
 }
 
 /** Model shapes: `tiny` for tests and demos (every family), and one real-size shape per family. */
-export type ModelPreset = 'tiny' | 'wide-text' | 'vit-b-32' | 'vit-b-16' | 'base-patch16-224';
+export type ModelPreset = 'tiny' | 'wide-text' | 'host-bench' | 'vit-b-32' | 'vit-b-16' | 'base-patch16-224';
 
 /**
  * The generated CLIP model shapes. `tiny` exists so tests and demos run in milliseconds while still
@@ -36,7 +36,9 @@ export type ModelPreset = 'tiny' | 'wide-text' | 'vit-b-32' | 'vit-b-16' | 'base
  * `vit-b-32` has the exact tensor shapes of openai/clip-vit-base-patch32 so benchmarks measure
  * real-size compute and memory; `wide-text` has ViT-L/14's 768-dim output behind towers with no
  * transformer layers, so a run over millions of captions measures vecmill's own memory and
- * writers rather than the model.
+ * writers rather than the model;
+ * `host-bench` takes CLIP's real 224-pixel input and 77-token context but costs next to nothing,
+ * so a benchmark measures the host side alone (what a GPU node sees).
  */
 export const MODEL_PRESETS: Readonly<Partial<Record<ModelPreset, ClipPresetShape>>> = {
   tiny: {
@@ -56,6 +58,12 @@ export const MODEL_PRESETS: Readonly<Partial<Record<ModelPreset, ClipPresetShape
     layerNormEps: 1e-5,
     text: { hiddenSize: 512, intermediateSize: 2048, numAttentionHeads: 8, numHiddenLayers: 12, maxPositionEmbeddings: 77 },
     vision: { hiddenSize: 768, intermediateSize: 3072, numAttentionHeads: 12, numHiddenLayers: 12, imageSize: 224, patchSize: 32 },
+  },
+  'host-bench': {
+    projectionDim: 16,
+    layerNormEps: 1e-5,
+    text: { hiddenSize: 8, intermediateSize: 16, numAttentionHeads: 2, numHiddenLayers: 1, maxPositionEmbeddings: 77 },
+    vision: { hiddenSize: 8, intermediateSize: 16, numAttentionHeads: 2, numHiddenLayers: 1, imageSize: 224, patchSize: 32 },
   },
 };
 
