@@ -1,19 +1,11 @@
 import { openOutput, planFromRunConfig } from '@vecmill/producer/plan-from-config';
 import type { RunConfig } from '@vecmill/shared/config';
 import { readManifestIfPublished, type Manifest } from '@vecmill/shared/manifest';
-import { ClipTokenizer } from '@vecmill/shared/model/clip-tokenizer';
-import { OnnxEmbedder } from '@vecmill/shared/model/onnx-embedder';
-import { PreprocessPool } from '@vecmill/shared/model/preprocess-pool';
-import { TokenizerPool } from '@vecmill/shared/model/tokenizer-pool';
 import { LocalQueue } from '@vecmill/shared/queue/local-queue';
 import type { RunEventSink } from '@vecmill/shared/queue/run-events';
-import { modalities, type RunPlan } from '@vecmill/shared/run-plan';
-import { parseLocation } from '@vecmill/shared/storage/location';
-import { createObjectOpener } from '@vecmill/shared/storage/open-object';
-import { openStore } from '@vecmill/shared/storage/open-store';
-import { createEmbedProcessor } from '@vecmill/worker/embed-processor';
+import type { RunPlan } from '@vecmill/shared/run-plan';
+import { EmbedEngine } from '@vecmill/worker/embed-engine';
 import { mergeRun } from '@vecmill/worker/merge-processor';
-import { ReuseIndex } from '@vecmill/worker/reuse-index';
 import { readShardMarker } from '@vecmill/worker/shard-commit';
 
 /** What an embedded run did: the published manifest and how much work this invocation did. */
@@ -41,41 +33,25 @@ export async function runEmbedded(config: RunConfig, events: RunEventSink, cwd =
     return { runId: published.runId, manifest: published, outputUri, alreadyPublished: true, resumed: true, splitsComputed: 0, splitsReused: published.splits };
   }
   const { plan, resumed, model, providerPlan } = await planFromRunConfig(config, opened, cwd, (message) => events({ type: 'warning', message }));
-  const needs = modalities(plan.settings.kind);
-  const tokenizer = needs.text ? new ClipTokenizer(model.tokenizerJson, model.tokenizerConfig, { contextLength: plan.model.contextLength, family: model.config.family }) : undefined;
-  const reuse = plan.reuse === undefined ? undefined : await ReuseIndex.open(openStore(parseLocation(plan.reuse, cwd), config.env.s3), plan);
-
   const pending: RunPlan['splits'][number][] = [];
   for (const split of plan.splits) if ((await readShardMarker(output, split.index)) === undefined) pending.push(split);
   const splitBytes = (s: RunPlan['splits'][number]): number => s.end - s.start;
   events({ type: 'run-start', runId: plan.runId, splits: plan.splits.length, pending: pending.length, bytes: pending.reduce((a, s) => a + splitBytes(s), 0) });
 
-  const textEncoder = needs.text
-    ? new TokenizerPool(model.tokenizerJson, model.tokenizerConfig, { contextLength: model.config.contextLength }, config.decodeThreads)
-    : undefined;
-  const images = needs.image
-    ? new PreprocessPool(model.preprocessorConfig, { maxPixels: plan.settings.maxPixels, fastDecode: plan.settings.fastDecode }, config.decodeThreads)
-    : undefined;
-  const embedder = await OnnxEmbedder.open(model, {
-    plan: providerPlan,
-    intraOpThreads: config.threads,
-    onWarning: (message) => events({ type: 'warning', message }),
-    onThreadEvent: (message) => events({ type: 'warning', message }),
-    ...(config.env.faultInferenceExit !== undefined ? { exitThreadAtRequest: config.env.faultInferenceExit } : {}),
+  const warn = (message: string): void => events({ type: 'warning', message });
+  const engine = new EmbedEngine({
+    s3: config.env.s3,
+    cacheDir: config.env.cacheDir,
+    cwd,
+    providerPlan,
+    threads: config.threads,
+    decodeThreads: config.decodeThreads,
+    faultInferenceExit: config.env.faultInferenceExit,
+    onWarning: warn,
+    onThreadEvent: warn,
   });
   try {
-    const openObject = createObjectOpener(config.env.s3);
-    const processSplit = createEmbedProcessor({
-      plan,
-      openInput: (input) => openObject(input.uri),
-      output,
-      embedder,
-      tokenizer,
-      ...(textEncoder !== undefined ? { textEncoder } : {}),
-      images,
-      decodeConcurrency: 2 * config.decodeThreads,
-      ...(reuse !== undefined ? { reuse } : {}),
-    });
+    const processSplit = await engine.forRun(plan, output, model);
     let computed = 0;
     const manifest = await new LocalQueue({ concurrency: config.concurrency }).runFlow(
       pending.map((s) => ({ split: s.index, bytes: splitBytes(s) })),
@@ -89,8 +65,6 @@ export async function runEmbedded(config: RunConfig, events: RunEventSink, cwd =
     );
     return { runId: plan.runId, manifest, outputUri, alreadyPublished: false, resumed, splitsComputed: computed, splitsReused: plan.splits.length - computed };
   } finally {
-    await embedder.close();
-    await images?.close();
-    await textEncoder?.close();
+    await engine.close();
   }
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { ConfigError, InputError, NotFoundError } from '@vecmill/shared/errors';
+import { ConfigError, InputError } from '@vecmill/shared/errors';
 import { checkRunId, outputKeys, readPlan, type EmbedSettings, type PlannedInput, type PlannedModel, type RunPlan } from '@vecmill/shared/run-plan';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
 import { detectInputKind, type InputKind } from '@vecmill/shared/tsv/input-kind';

@@ -2,30 +2,23 @@ import { hostname } from 'node:os';
 import { Redis } from 'ioredis';
 import { UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
 import type { WorkerConfig } from '@vecmill/shared/config';
-import { describeError, ModelError, NotFoundError, PayloadError, VecmillError } from '@vecmill/shared/errors';
-import { ClipTokenizer } from '@vecmill/shared/model/clip-tokenizer';
+import { describeError, PayloadError, VecmillError } from '@vecmill/shared/errors';
 import { detectProviderAvailability, planExecutionProviders, type ProviderPlan } from '@vecmill/shared/model/execution-provider';
-import { loadModelFolder } from '@vecmill/shared/model/model-folder';
-import { OnnxEmbedder } from '@vecmill/shared/model/onnx-embedder';
-import { PreprocessPool } from '@vecmill/shared/model/preprocess-pool';
-import { TokenizerPool } from '@vecmill/shared/model/tokenizer-pool';
-import { resolveModelDir } from '@vecmill/shared/model/resolve-model';
 import { connectRedis, redactRedisUrl, redisOptions } from '@vecmill/shared/queue/bullmq-connection';
 import { readRunRecord } from '@vecmill/shared/queue/bullmq-run-registry';
 import { jobBackoffStrategy, jobFailure } from '@vecmill/shared/queue/job-retry';
 import { checkEmbedAgainstPlan, parseJobPayload, type EmbedPayload, type MergePayload } from '@vecmill/shared/queue/job-payload';
 import { queueNames, type QueueRole } from '@vecmill/shared/queue/queue-names';
 import { checkRedisSettings } from '@vecmill/shared/queue/redis-checks';
-import { modalities, outputKeys, readPlan, type RunPlan } from '@vecmill/shared/run-plan';
+import { readPlan, type RunPlan } from '@vecmill/shared/run-plan';
 import { parseLocation } from '@vecmill/shared/storage/location';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
-import { createObjectOpener } from '@vecmill/shared/storage/open-object';
 import { openStore } from '@vecmill/shared/storage/open-store';
 import { withResilientReads } from '@vecmill/shared/storage/resilient-read';
-import { createEmbedProcessor, type EmbedResult } from './embed-processor.js';
+import { EmbedEngine, type EmbedSplit } from './embed-engine.js';
+import type { EmbedResult } from './embed-processor.js';
 import { mergeRun } from './merge-processor.js';
 import { serveMetrics, WorkerMetrics, type MetricsServer } from './metrics.js';
-import { ReuseIndex } from './reuse-index.js';
 
 /** One structured log line; the worker's only output channel besides metrics. */
 export type WorkerLog = (event: string, fields?: Record<string, unknown>) => void;
@@ -42,16 +35,7 @@ export interface RunningWorker {
 interface RunContext {
   readonly plan: RunPlan;
   readonly output: ObjectStore;
-  readonly processSplit: ReturnType<typeof createEmbedProcessor>;
-}
-
-/** What a run embeds with: the shared inference thread and preprocessing pool, and its tokenizer. */
-interface LoadedModel {
-  readonly embedder: OnnxEmbedder;
-  readonly tokenizer: ClipTokenizer | undefined;
-  readonly images: PreprocessPool | undefined;
-  /** Tokenizer threads of the model, shared by every run using it. */
-  readonly textEncoder: TokenizerPool | undefined;
+  readonly processSplit: EmbedSplit;
 }
 
 /** Runs kept in memory; plans are small, so this only bounds a long-lived worker serving many runs. */
@@ -79,57 +63,21 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
   registry.on('error', () => undefined);
   const metrics = new WorkerMetrics();
   const name = config.name ?? `${hostname()}:${process.pid}`;
-  const openObject = createObjectOpener(config.env.s3);
   const providerPlan: ProviderPlan = planExecutionProviders(config.device, await detectProviderAvailability());
   if (providerPlan.warning !== undefined) log('warning', { message: providerPlan.warning });
   const runs = new Map<string, Promise<RunContext>>();
 
-  const embedders = new Map<string, Promise<OnnxEmbedder>>();
-  /** The opened ones, for /healthz: a worker whose inference thread cannot be replaced is unhealthy, so its pod is replaced. */
-  const openEmbedders = new Set<OnnxEmbedder>();
-  const pools = new Map<string, PreprocessPool>();
-  const tokenizerPools = new Map<string, TokenizerPool>();
-
-  /** One inference thread per model fingerprint (the fingerprint covers the dtype's files), shared by every run using it. */
-  const loadModel = async (plan: RunPlan): Promise<LoadedModel> => {
-    const needs = modalities(plan.settings.kind);
-    const dir = await resolveModelDir({ spec: plan.model.location, dtype: plan.model.dtype, needs, cacheDir: config.env.cacheDir, s3: config.env.s3, cwd: '/' });
-    const model = await loadModelFolder(dir, plan.model.dtype, needs);
-    const id = model.fingerprint.id;
-    if (id !== plan.model.fingerprint.id) {
-      throw new ModelError(`the model files at ${plan.model.location} on this worker differ from those run ${plan.runId} was planned with (fingerprint ${id.slice(0, 12)} ≠ ${plan.model.fingerprint.id.slice(0, 12)}); give every worker the same model`, { model: plan.model.location });
-    }
-    let embedder = embedders.get(id);
-    if (embedder === undefined) {
-      embedder = OnnxEmbedder.open(model, {
-        plan: providerPlan,
-        intraOpThreads: config.threads,
-        onWarning: (message) => log('warning', { message }),
-        onThreadEvent: (message) => log('inference-thread', { model: id.slice(0, 12), message }),
-        ...(config.env.faultInferenceExit !== undefined ? { exitThreadAtRequest: config.env.faultInferenceExit } : {}),
-      });
-      embedders.set(id, embedder);
-      embedder.then((opened) => openEmbedders.add(opened), () => embedders.delete(id));
-    }
-    let images: PreprocessPool | undefined;
-    if (needs.image) {
-      const decode = { maxPixels: plan.settings.maxPixels, fastDecode: plan.settings.fastDecode };
-      const key = `${id}/${decode.maxPixels}/${decode.fastDecode}`;
-      images = pools.get(key) ?? new PreprocessPool(model.preprocessorConfig, decode, config.decodeThreads);
-      pools.set(key, images);
-    }
-    let textEncoder: TokenizerPool | undefined;
-    if (needs.text) {
-      textEncoder = tokenizerPools.get(id) ?? new TokenizerPool(model.tokenizerJson, model.tokenizerConfig, { contextLength: model.config.contextLength }, config.decodeThreads);
-      tokenizerPools.set(id, textEncoder);
-    }
-    return {
-      embedder: await embedder,
-      tokenizer: needs.text ? new ClipTokenizer(model.tokenizerJson, model.tokenizerConfig, { contextLength: plan.model.contextLength, family: model.config.family }) : undefined,
-      images,
-      textEncoder,
-    };
-  };
+  const engine = new EmbedEngine({
+    s3: config.env.s3,
+    cacheDir: config.env.cacheDir,
+    cwd: '/',
+    providerPlan,
+    threads: config.threads,
+    decodeThreads: config.decodeThreads,
+    faultInferenceExit: config.env.faultInferenceExit,
+    onWarning: (message) => log('warning', { message }),
+    onThreadEvent: (message, modelId) => log('inference-thread', { model: modelId.slice(0, 12), message }),
+  });
 
   /** The run a job belongs to; its output must be the one the run registry names. */
   const runContext = async (payload: EmbedPayload | MergePayload): Promise<RunContext> => {
@@ -143,19 +91,7 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
         const output = withResilientReads(openStore(parseLocation(record.output, '/'), config.env.s3));
         const plan = await readPlan(output);
         if (plan === undefined || plan.runId !== payload.runId) throw new PayloadError(`${record.output} holds no plan.json for run ${payload.runId}`, { runId: payload.runId });
-        const model = await loadModel(plan);
-        const reuse = plan.reuse === undefined ? undefined : await ReuseIndex.open(openStore(parseLocation(plan.reuse, '/'), config.env.s3), plan);
-        const processSplit = createEmbedProcessor({
-          plan,
-          openInput: (input) => openObject(input.uri),
-          output,
-          embedder: model.embedder,
-          tokenizer: model.tokenizer,
-          images: model.images,
-          ...(model.textEncoder !== undefined ? { textEncoder: model.textEncoder } : {}),
-          decodeConcurrency: 2 * config.decodeThreads,
-          ...(reuse !== undefined ? { reuse } : {}),
-        });
+        const processSplit = await engine.forRun(plan, output, await engine.loadPlannedModel(plan));
         return { plan, output, processSplit };
       })();
       runs.set(key, ctx);
@@ -235,7 +171,7 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
   await Promise.all(workers.map((w) => w.waitUntilReady()));
 
   let server: MetricsServer | undefined;
-  if (config.metricsPort !== undefined) server = await serveMetrics(metrics, config.metricsPort, () => redisUp && workers.every((w) => w.isRunning()) && [...openEmbedders].every((e) => e.healthy));
+  if (config.metricsPort !== undefined) server = await serveMetrics(metrics, config.metricsPort, () => redisUp && workers.every((w) => w.isRunning()) && engine.healthy);
   log('worker-ready', { name, queues: config.queues, prefix: config.prefix, redis: where, concurrency: config.concurrency, metricsPort: server?.port });
 
   let closing: Promise<void> | undefined;
@@ -244,9 +180,7 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
     close: () =>
       (closing ??= (async () => {
         await Promise.all(workers.map((w) => w.close()));
-        for (const e of embedders.values()) await e.then((embedder) => embedder.close(), () => undefined);
-        for (const p of pools.values()) await p.close();
-        for (const p of tokenizerPools.values()) await p.close();
+        await engine.close();
         await server?.close();
         registry.disconnect();
         log('worker-stopped', { name });

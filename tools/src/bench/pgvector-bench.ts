@@ -121,5 +121,5 @@ async function peakRss(args: readonly string[]): Promise<number> {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const rows = process.argv[2] !== undefined ? Number(process.argv[2]) : undefined;
-  await runPgvectorBench((key, name, value, unit, note = '') => process.stdout.write(`${name}: ${value.toFixed(1)} ${unit} ${note}\n`), rows !== undefined ? { rows } : {});
+  await runPgvectorBench((_key, name, value, unit, note = '') => process.stdout.write(`${name}: ${value.toFixed(1)} ${unit} ${note}\n`), rows !== undefined ? { rows } : {});
 }
