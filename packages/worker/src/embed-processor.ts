@@ -297,9 +297,11 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
       }
     }
     const textCalls = batch.textGroups.map((g) => embedder.embedText(g.tokens));
-    const [textOuts, imageOuts] = await Promise.all([allSettledOrThrow(textCalls), allSettledOrThrow(imageCalls)]);
+    const outs = await allSettledOrThrow([...textCalls, ...imageCalls]);
+    const textOuts = outs.slice(0, textCalls.length);
+    const imageOuts = outs.slice(textCalls.length);
     // Only model calls count: a batch served wholly by --reuse spends no inference time.
-    if (textCalls.length + imageCalls.length > 0) timings.infer += performance.now() - t0;
+    if (outs.length > 0) timings.infer += performance.now() - t0;
     const textEmbedding = new Float32Array(n * dims);
     batch.textGroups.forEach((g, k) => scatter(textOuts[k] as Float32Array, g.rows, textEmbedding));
     const imageEmbedding = new Float32Array(n * dims);
