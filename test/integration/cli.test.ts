@@ -72,7 +72,10 @@ describe('the vecmill command line', () => {
     const manifest = await readFile(join(published, 'manifest.json'), 'utf8');
     const plan = await readFile(join(published, 'plan.json'), 'utf8');
     const marker = await readFile(join(published, 'shards', 'split-000000.done.json'), 'utf8');
-    const newer = (text: string): string => JSON.stringify({ ...(JSON.parse(text) as object), version: 2 });
+    const newer = (text: string): string => {
+      const doc = JSON.parse(text) as { version: number };
+      return JSON.stringify({ ...doc, version: doc.version + 1 });
+    };
     const noRows = (text: string): string => JSON.stringify({ ...(JSON.parse(text) as object), rows: undefined });
     // Each case: a copy of the published output with one file replaced (and what the reader must reach it).
     const cases: { name: string; file: string; text: string; unpublish: boolean; commands: string[][]; says: RegExp }[] = [

@@ -98,13 +98,15 @@ describe('distributed mode: Redis restarts, flushes and long batches', { skip },
   it('a batch several times longer than the lock duration never stalls its job (inference runs off the event loop)', async () => {
     const vit = join(dir, 'vit-b-32');
     await makeModel({ preset: 'vit-b-32', outDir: vit, seed: 1, variants: ['fp32'] });
-    await makeDataset({ path: join(dir, 'images.tsv'), rows: 48, kind: 'image', seed: 2, imageSize: 64 });
+    await makeDataset({ path: join(dir, 'images.tsv'), rows: 96, kind: 'image', seed: 2, imageSize: 64 });
     const out = join(dir, 'long-batch');
-    const r = await runCli(['produce', '--redis', redis.url, '--prefix', 'long', '--input', join(dir, 'images.tsv'), '--model', vit, '--output', out, '--batch-size', '24']);
+    const r = await runCli(['produce', '--redis', redis.url, '--prefix', 'long', '--input', join(dir, 'images.tsv'), '--model', vit, '--output', out, '--batch-size', '48']);
     assert.equal(r.code, 0, r.stderr);
     const runId = r.stdout.trim();
-    const lockMs = 300;
-    const w = worker('long', ['--lock-duration', String(lockMs), '--stalled-interval', '150']);
+    // Short enough that every batch outlasts it several times, long enough that a 2-core machine
+    // running other test files beside this one still renews it (renewal runs every lockMs / 2).
+    const lockMs = 600;
+    const w = worker('long', ['--lock-duration', String(lockMs), '--stalled-interval', '300']);
     const embedQ = new Queue(queueNames.embed, { connection: await redis.client(), prefix: 'long' });
     await waitUntil(async () => (await (await Job.fromId(embedQ, splitJobId(runId, 0)))?.getState()) === 'active', 60_000, 'the split to start');
     const stolen: string[] = [];
@@ -113,7 +115,7 @@ describe('distributed mode: Redis restarts, flushes and long batches', { skip },
       async (job) => {
         if (job.name !== 'gate') stolen.push(String(job.id));
       },
-      { connection: { host: '127.0.0.1', port: redis.port, password: PASSWORD, maxRetriesPerRequest: null }, prefix: 'long', stalledInterval: 150, lockDuration: lockMs },
+      { connection: { host: '127.0.0.1', port: redis.port, password: PASSWORD, maxRetriesPerRequest: null }, prefix: 'long', stalledInterval: 300, lockDuration: lockMs },
     );
     try {
       await waitUntil(() => readdirSync(out).includes('_SUCCESS'), 120_000, '_SUCCESS');

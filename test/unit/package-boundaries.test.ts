@@ -45,10 +45,13 @@ function sources(dir: string): string[] {
   return out;
 }
 
-/** Static `from '…'`, side-effect `import '…'` and dynamic `import('…')` specifiers of a file. */
+/**
+ * Static `from '…'`, side-effect `import '…'`, dynamic `import('…')` and `require.resolve('…')`
+ * (a package's bundled files, such as a .wasm) specifiers of a file.
+ */
 export function importSpecifiers(code: string): string[] {
   const found: string[] = [];
-  const patterns = [/\bfrom\s+'([^']+)'/g, /^\s*import\s+'([^']+)'/gm, /\bimport\(\s*'([^']+)'\s*\)/g];
+  const patterns = [/\bfrom\s+'([^']+)'/g, /^\s*import\s+'([^']+)'/gm, /\bimport\(\s*'([^']+)'\s*\)/g, /\.resolve\(\s*'([^']+)'\s*\)/g];
   for (const re of patterns) for (const m of code.matchAll(re)) found.push(m[1] as string);
   return found;
 }
@@ -68,9 +71,9 @@ describe('package boundaries', () => {
     assert.deepEqual(pkgs.map((p) => p.name).sort(), Object.keys(layers).sort());
   });
 
-  it('parses the three import forms (so the rule below cannot pass by finding nothing)', () => {
-    const code = "import { a } from 'x/y';\nimport 'side-effect';\nconst m = await import('@s/p/q');\nimport type { T } from './local.js';";
-    assert.deepEqual(importSpecifiers(code).sort(), ['./local.js', '@s/p/q', 'side-effect', 'x/y']);
+  it('parses the four import forms (so the rule below cannot pass by finding nothing)', () => {
+    const code = "import { a } from 'x/y';\nimport 'side-effect';\nconst m = await import('@s/p/q');\nimport type { T } from './local.js';\nrequire.resolve('@w/asm/x.wasm');";
+    assert.deepEqual(importSpecifiers(code).sort(), ['./local.js', '@s/p/q', '@w/asm/x.wasm', 'side-effect', 'x/y']);
   });
 
   for (const pkg of pkgs) {
