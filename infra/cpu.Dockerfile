@@ -17,7 +17,11 @@ COPY package.json package-lock.json ./
 COPY packages/shared/package.json packages/shared/
 COPY packages/producer/package.json packages/producer/
 COPY packages/worker/package.json packages/worker/
+COPY packages/retrieval/package.json packages/retrieval/
 COPY packages/cli/package.json packages/cli/
+# tools/ (model and dataset generators, bench) is development code: only its manifest, so the
+# workspace install resolves; its dependencies are devDependencies, pruned below.
+COPY tools/package.json tools/
 # --ignore-scripts: the root `prepare` would compile the tests and tools too (the packages are
 # compiled below), and no dependency script is needed on CPU: onnxruntime-node ships its CPU
 # binaries (its install script, which would download the CUDA provider, is also denied by

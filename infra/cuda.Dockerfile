@@ -20,7 +20,11 @@ COPY package.json package-lock.json ./
 COPY packages/shared/package.json packages/shared/
 COPY packages/producer/package.json packages/producer/
 COPY packages/worker/package.json packages/worker/
+COPY packages/retrieval/package.json packages/retrieval/
 COPY packages/cli/package.json packages/cli/
+# tools/ (model and dataset generators, bench) is development code: only its manifest, so the
+# workspace install resolves; its dependencies are devDependencies, pruned below.
+COPY tools/package.json tools/
 # --ignore-scripts: the root `prepare` would compile the tests and tools too (done below instead).
 RUN npm ci --ignore-scripts --no-audit --no-fund
 # The CUDA provider's libraries are not in the npm package: onnxruntime-node's postinstall

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { cp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { makeDataset } from '@vecmill/shared/datagen/make-dataset';
+import { makeDataset } from '@vecmill/tools/datagen/make-dataset';
 import { startFakeHub, type FakeHub } from '../support/fake-hub-server.js';
 import { runCli } from '../support/distributed-helpers.js';
 import { projectRoot } from '../support/fixtures.js';

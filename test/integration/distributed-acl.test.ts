@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { makeDataset } from '@vecmill/shared/datagen/make-dataset';
+import { makeDataset } from '@vecmill/tools/datagen/make-dataset';
 import { LocalStore } from '@vecmill/shared/storage/local-store';
 import { runEmbedded } from 'vecmill/embedded-run';
 import { readOutputRows, runCli, spawnWorker, type WorkerProcess } from '../support/distributed-helpers.js';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { makeDataset } from '@vecmill/shared/datagen/make-dataset';
+import { makeDataset } from '@vecmill/tools/datagen/make-dataset';
 import { loadProduceConfig } from '@vecmill/shared/config';
 import { outputKeys } from '@vecmill/shared/run-plan';
 import { parseLocation } from '@vecmill/shared/storage/location';

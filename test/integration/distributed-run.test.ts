@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { makeDataset } from '@vecmill/shared/datagen/make-dataset';
+import { makeDataset } from '@vecmill/tools/datagen/make-dataset';
 import { loadProduceConfig } from '@vecmill/shared/config';
 import { gateJobId, mergeJobId, queueNames } from '@vecmill/shared/queue/queue-names';
 import { LocalStore } from '@vecmill/shared/storage/local-store';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { makeDataset } from '@vecmill/shared/datagen/make-dataset';
+import { makeDataset } from '@vecmill/tools/datagen/make-dataset';
 import type { RowErrorReason } from '@vecmill/shared/errors';
 import { LocalStore } from '@vecmill/shared/storage/local-store';
 import { readShardMarker } from '@vecmill/worker/shard-commit';

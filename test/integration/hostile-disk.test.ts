@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { makeDataset } from '@vecmill/shared/datagen/make-dataset';
+import { makeDataset } from '@vecmill/tools/datagen/make-dataset';
 import { StorageError, VecmillError, describeError } from '@vecmill/shared/errors';
 import { parseNpyHeader } from '@vecmill/shared/formats/npy-writer';
 import { readParquet } from '@vecmill/shared/formats/parquet-io';

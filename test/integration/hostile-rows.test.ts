@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { crc32, deflateSync } from 'node:zlib';
 import sharp, { type Sharp } from 'sharp';
-import { makeDataset } from '@vecmill/shared/datagen/make-dataset';
+import { makeDataset } from '@vecmill/tools/datagen/make-dataset';
 import type { EmbeddedRow } from '@vecmill/shared/formats/embedding-table';
 import { readParquet } from '@vecmill/shared/formats/parquet-io';
 import type { Manifest } from '@vecmill/shared/manifest';

@@ -4,7 +4,7 @@ import { createReadStream, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { makeDataset } from '@vecmill/shared/datagen/make-dataset';
+import { makeDataset } from '@vecmill/tools/datagen/make-dataset';
 import { NotFoundError } from '@vecmill/shared/errors';
 import { isTransient } from '@vecmill/shared/failure-policy';
 import type { Manifest } from '@vecmill/shared/manifest';

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { createReadStream, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { makeDataset } from '@vecmill/shared/datagen/make-dataset';
+import { makeDataset } from '@vecmill/tools/datagen/make-dataset';
 import { openStore } from '@vecmill/shared/storage/open-store';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
 import { startFakeHub, type FakeHub } from '../support/fake-hub-server.js';

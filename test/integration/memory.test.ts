@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { makeDataset } from '@vecmill/shared/datagen/make-dataset';
+import { makeDataset } from '@vecmill/tools/datagen/make-dataset';
 import { projectRoot } from '../support/fixtures.js';
 import { tinyModelDir } from '../support/tiny-model.js';
 import { makeTempDir } from '../support/tmp.js';

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { ClipTokenizer } from '@vecmill/shared/model/clip-tokenizer';
+import { ClipTokenizer } from '@vecmill/worker/model/clip-tokenizer';
 import type { ProviderPlan } from '@vecmill/shared/model/execution-provider';
 import { loadModelFolder, type ModelFolder } from '@vecmill/shared/model/model-folder';
-import { OnnxEmbedder } from '@vecmill/shared/model/onnx-embedder';
+import { OnnxEmbedder } from '@vecmill/worker/model/onnx-embedder';
 import { tinyModelDir } from '../support/tiny-model.js';
 
 const plan = (sessions: number): ProviderPlan => ({ device: 'cpu', providers: ['cpu'], warning: undefined, sessions, defaultBatchSize: 32 });

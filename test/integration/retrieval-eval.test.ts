@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { makeDataset } from '@vecmill/shared/datagen/make-dataset';
+import { makeDataset } from '@vecmill/tools/datagen/make-dataset';
 import type { Manifest } from '@vecmill/shared/manifest';
-import { PublishedOutput } from '@vecmill/shared/retrieval/output-reader';
-import { QueryEmbedder } from '@vecmill/shared/retrieval/query-embedder';
-import { evaluateOutput, pairRecall, zeroShotAccuracy } from '@vecmill/shared/retrieval/recall-eval';
+import { PublishedOutput } from '@vecmill/retrieval/output-reader';
+import { QueryEmbedder } from '@vecmill/retrieval/query-embedder';
+import { evaluateOutput, pairRecall, zeroShotAccuracy } from '@vecmill/retrieval/recall-eval';
 import { LocalStore } from '@vecmill/shared/storage/local-store';
 import { runEmbedded } from 'vecmill/embedded-run';
 import { runConfig } from '../support/run-helpers.js';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { makeDataset } from '@vecmill/shared/datagen/make-dataset';
+import { makeDataset } from '@vecmill/tools/datagen/make-dataset';
 import { readEmbeddingTable } from '@vecmill/shared/formats/embedding-table';
 import { parseNpyHeader } from '@vecmill/shared/formats/npy-writer';
 import { readParquet } from '@vecmill/shared/formats/parquet-io';

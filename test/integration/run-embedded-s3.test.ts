@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { makeDataset } from '@vecmill/shared/datagen/make-dataset';
+import { makeDataset } from '@vecmill/tools/datagen/make-dataset';
 import { outputKeys } from '@vecmill/shared/run-plan';
 import { openStore } from '@vecmill/shared/storage/open-store';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';

@@ -4,7 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { makeDataset } from '@vecmill/shared/datagen/make-dataset';
+import { makeDataset } from '@vecmill/tools/datagen/make-dataset';
 import { parseNpyHeader } from '@vecmill/shared/formats/npy-writer';
 import { outputKeys } from '@vecmill/shared/run-plan';
 import { LocalStore } from '@vecmill/shared/storage/local-store';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { makeDataset } from '@vecmill/shared/datagen/make-dataset';
+import { makeDataset } from '@vecmill/tools/datagen/make-dataset';
 import { outputKeys } from '@vecmill/shared/run-plan';
 import { LocalStore } from '@vecmill/shared/storage/local-store';
 import { readOutputRows, runCli } from '../support/distributed-helpers.js';

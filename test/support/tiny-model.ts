@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeModel } from '@vecmill/shared/modelgen/make-model';
+import { makeModel } from '@vecmill/tools/modelgen/make-model';
 
 /**
  * The tiny generated model, made once per test process in a shared temp folder (seeded, so every

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { ClipTokenizer } from '@vecmill/shared/model/clip-tokenizer';
+import { ClipTokenizer } from '@vecmill/worker/model/clip-tokenizer';
 import { fixturesSkipReason, sharedFixturesDir } from '../support/fixtures.js';
 
 function realTokenizer(): ClipTokenizer {

@@ -4,9 +4,9 @@ import { spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { decodeJpegWasm, jpegScaleEighths } from '@vecmill/shared/model/decode-jpeg-wasm';
-import { decodeImage, defaultDecodeOptions, readImageHeader } from '@vecmill/shared/model/image-decode';
-import { resizeBicubic } from '@vecmill/shared/model/resize-bicubic';
+import { decodeJpegWasm, jpegScaleEighths } from '@vecmill/worker/model/decode-jpeg-wasm';
+import { decodeImage, defaultDecodeOptions, readImageHeader } from '@vecmill/worker/model/image-decode';
+import { resizeBicubic } from '@vecmill/worker/model/resize-bicubic';
 import { fixturesSkipReason, projectRoot, sharedFixturesDir } from '../support/fixtures.js';
 
 test('the WebAssembly JPEG decoder gives exactly sharp\'s pixels on the real photos', { skip: fixturesSkipReason() }, async () => {

@@ -10,7 +10,7 @@ import {
   sniffImageFormat,
   type DecodeOptions,
   type RgbImage,
-} from '@vecmill/shared/model/image-decode';
+} from '@vecmill/worker/model/image-decode';
 
 /** A solid-colour image encoded by sharp. */
 function solid(width: number, height: number, background: string | { r: number; g: number; b: number; alpha: number }, channels: 3 | 4 = 3): Sharp {

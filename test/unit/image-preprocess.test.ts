@@ -5,10 +5,10 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { ModelError, RowError } from '@vecmill/shared/errors';
-import { defaultDecodeOptions } from '@vecmill/shared/model/image-decode';
-import { preprocessImage, preprocessImageInto } from '@vecmill/shared/model/image-preprocess';
-import { parsePreprocessSpec, resizedSize, type PreprocessSpec } from '@vecmill/shared/model/preprocess-spec';
-import { resizeBicubic } from '@vecmill/shared/model/resize-bicubic';
+import { defaultDecodeOptions } from '@vecmill/worker/model/image-decode';
+import { preprocessImage, preprocessImageInto } from '@vecmill/worker/model/image-preprocess';
+import { parsePreprocessSpec, resizedSize, type PreprocessSpec } from '@vecmill/worker/model/preprocess-spec';
+import { resizeBicubic } from '@vecmill/worker/model/resize-bicubic';
 import { fixturesSkipReason, sharedFixturesDir } from '../support/fixtures.js';
 
 const clipMean = [0.48145466, 0.4578275, 0.40821073] as const;

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { Tokenizer } from '@huggingface/tokenizers';
 import * as ort from 'onnxruntime-node';
 import { ConfigError, ModelError, NotFoundError, StorageError } from '@vecmill/shared/errors';
-import { makeModel, type MakeModelResult } from '@vecmill/shared/modelgen/make-model';
+import { makeModel, type MakeModelResult } from '@vecmill/tools/modelgen/make-model';
 import { fixturesSkipReason, sharedFixturesDir } from '../support/fixtures.js';
 import { makeTempDir } from '../support/tmp.js';
 

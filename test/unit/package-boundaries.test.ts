@@ -15,7 +15,9 @@ const layers: Readonly<Record<string, number>> = {
   '@vecmill/shared': 0,
   '@vecmill/producer': 1,
   '@vecmill/worker': 1,
-  vecmill: 2,
+  '@vecmill/retrieval': 2,
+  vecmill: 3,
+  '@vecmill/tools': 4,
 };
 
 interface Pkg {
@@ -27,11 +29,13 @@ interface Pkg {
 
 function packages(): Pkg[] {
   const root = join(projectRoot, 'packages');
-  return readdirSync(root)
-    .filter((d) => existsSync(join(root, d, 'package.json')))
+  const dirs = [...readdirSync(root).map((d) => join(root, d)), join(projectRoot, 'tools')];
+  return dirs
+    .filter((d) => existsSync(join(d, 'package.json')))
     .map((d) => {
-      const json = JSON.parse(readFileSync(join(root, d, 'package.json'), 'utf8')) as { name: string; dependencies?: Record<string, string>; exports?: unknown };
-      return { dir: join(root, d), name: json.name, dependencies: json.dependencies ?? {}, exports: json.exports };
+      const json = JSON.parse(readFileSync(join(d, 'package.json'), 'utf8')) as { name: string; dependencies?: Record<string, string>; devDependencies?: Record<string, string>; exports?: unknown };
+      // tools/ is development code: it declares devDependencies, which production installs leave out.
+      return { dir: d, name: json.name, dependencies: { ...json.dependencies, ...json.devDependencies }, exports: json.exports };
     });
 }
 

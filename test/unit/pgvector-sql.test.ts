@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { pgFailure, pgTarget } from '@vecmill/shared/retrieval/pg-target';
+import { pgFailure, pgTarget } from '@vecmill/retrieval/pg-target';
 import {
   createIndexSql,
   createTableSql,
@@ -10,7 +10,7 @@ import {
   parsePgTableName,
   PG_MAX_BIND_PARAMETERS,
   upsertSql,
-} from '@vecmill/shared/retrieval/pgvector-sql';
+} from '@vecmill/retrieval/pgvector-sql';
 
 describe('pgvector export: URL redaction', () => {
   it('replaces the password in the authority and in query parameters, and keeps everything else', () => {

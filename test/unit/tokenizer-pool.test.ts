@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ClipTokenizer } from '@vecmill/shared/model/clip-tokenizer';
-import { TokenizerPool } from '@vecmill/shared/model/tokenizer-pool';
+import { ClipTokenizer } from '@vecmill/worker/model/clip-tokenizer';
+import { TokenizerPool } from '@vecmill/worker/model/tokenizer-pool';
 import { fixturesSkipReason, sharedFixturesDir } from '../support/fixtures.js';
 
 test('TokenizerPool encodes a batch over its threads exactly as ClipTokenizer.encode, in order', { skip: fixturesSkipReason() }, async () => {

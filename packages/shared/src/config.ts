@@ -15,7 +15,6 @@ import { DEFAULT_QUEUE_PREFIX, queuePrefixPattern, type QueueRole } from './queu
 import type { DeviceRequest } from './model/execution-provider.js';
 import { MODEL_FAMILIES, type ModelFamily } from './model/model-family.js';
 import type { ModelDtype } from './model/model-folder.js';
-import { FAMILY_PRESETS, type ModelPreset } from './modelgen/model-presets.js';
 import { checkRunId, type OutputFormat } from './run-plan.js';
 import type { S3ClientOptions } from './storage/s3-store.js';
 import type { InputKind } from './tsv/input-kind.js';
@@ -142,28 +141,6 @@ function runConfigFrom(v: FlagValues<typeof runOptions>, env: NodeJS.ProcessEnv)
   };
 }
 
-/** `vecmill make-model`. */
-export interface MakeModelConfig {
-  readonly family: ModelFamily;
-  readonly preset: ModelPreset;
-  readonly out: string;
-  readonly seed: number;
-  readonly tokenizer: string | undefined;
-}
-
-/** Parses `vecmill make-model` flags. */
-export function loadMakeModelConfig(argv: readonly string[]): MakeModelConfig {
-  const v = parseCommandLine(argv, { family: { type: 'string' }, preset: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, tokenizer: { type: 'string' } }).values;
-  const family = v.family === undefined ? 'clip' : oneOf(v.family, MODEL_FAMILIES, '--family');
-  return {
-    family,
-    preset: v.preset === undefined ? 'tiny' : oneOf(v.preset, Object.keys(FAMILY_PRESETS[family]) as ModelPreset[], '--preset'),
-    out: required(v.out, '--out', 'the folder to write the model into'),
-    seed: v.seed === undefined ? 42 : nonNegativeInt(v.seed, '--seed'),
-    tokenizer: v.tokenizer,
-  };
-}
-
 /** `vecmill models pull`. */
 export interface PullConfig {
   readonly repoId: string;
@@ -239,7 +216,8 @@ function parseFormats(text: string): OutputFormat[] {
   return [...out];
 }
 
-function required(value: string | undefined, flag: string, what: string): string {
+/** A flag's value, or a one-line error naming the missing flag and what it is for. */
+export function required(value: string | undefined, flag: string, what: string): string {
   if (value === undefined || value === '') throw new UsageError(`${flag} is required: ${what}`, { flag });
   return value;
 }
@@ -257,7 +235,8 @@ export function positiveInt(text: string, flag: string): number {
   return n;
 }
 
-function nonNegativeInt(text: string, flag: string): number {
+/** A whole-number flag of at least 0; fails naming the flag. */
+export function nonNegativeInt(text: string, flag: string): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} ${text}: expected a whole number of at least 0`, { flag });
   return n;

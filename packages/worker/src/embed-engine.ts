@@ -1,12 +1,12 @@
 import type { S3ClientOptions } from '@vecmill/shared/storage/s3-store';
 import { ModelError } from '@vecmill/shared/errors';
-import { ClipTokenizer, type ClipTokenizerOptions } from '@vecmill/shared/model/clip-tokenizer';
+import { ClipTokenizer, type ClipTokenizerOptions } from './model/clip-tokenizer.js';
 import type { ProviderPlan } from '@vecmill/shared/model/execution-provider';
 import { loadModelFolder, type ModelFolder } from '@vecmill/shared/model/model-folder';
-import { OnnxEmbedder } from '@vecmill/shared/model/onnx-embedder';
-import { PreprocessPool } from '@vecmill/shared/model/preprocess-pool';
+import { OnnxEmbedder } from './model/onnx-embedder.js';
+import { PreprocessPool } from './model/preprocess-pool.js';
 import { resolveModelDir } from '@vecmill/shared/model/resolve-model';
-import { TokenizerPool } from '@vecmill/shared/model/tokenizer-pool';
+import { TokenizerPool } from './model/tokenizer-pool.js';
 import { modalities, type RunPlan } from '@vecmill/shared/run-plan';
 import { parseLocation } from '@vecmill/shared/storage/location';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';

@@ -15,10 +15,10 @@ import { availableParallelism, cpus, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { decodeImage, readImageHeader } from '@vecmill/shared/model/image-decode';
-import { defaultDecodeOptions, parsePreprocessSpec, preprocessImage } from '@vecmill/shared/model/image-preprocess';
-import { resizeBicubic } from '@vecmill/shared/model/resize-bicubic';
-import { makeModel } from '@vecmill/shared/modelgen/make-model';
+import { decodeImage, readImageHeader } from '@vecmill/worker/model/image-decode';
+import { defaultDecodeOptions, parsePreprocessSpec, preprocessImage } from '@vecmill/worker/model/image-preprocess';
+import { resizeBicubic } from '@vecmill/worker/model/resize-bicubic';
+import { makeModel } from '../modelgen/make-model.js';
 import sharp from 'sharp';
 import { benchPhotos, captionOfLength } from './bench-data.js';
 

@@ -13,11 +13,11 @@ import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { loadRunConfig } from '@vecmill/shared/config';
-import { makeDataset } from '@vecmill/shared/datagen/make-dataset';
+import { makeDataset } from '../datagen/make-dataset.js';
 import type { Manifest } from '@vecmill/shared/manifest';
-import { makeModel } from '@vecmill/shared/modelgen/make-model';
-import { PublishedOutput } from '@vecmill/shared/retrieval/output-reader';
-import { exportToPgvector } from '@vecmill/shared/retrieval/pgvector-export';
+import { makeModel } from '../modelgen/make-model.js';
+import { PublishedOutput } from '@vecmill/retrieval/output-reader';
+import { exportToPgvector } from '@vecmill/retrieval/pgvector-export';
 import { LocalStore } from '@vecmill/shared/storage/local-store';
 import { runEmbedded } from 'vecmill/embedded-run';
 

@@ -10,7 +10,7 @@ import { createWriteStream, existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { once } from 'node:events';
-import { makeModel } from '@vecmill/shared/modelgen/make-model';
+import { makeModel } from '../modelgen/make-model.js';
 
 /** Records one bench figure (bench-main's `record`). */
 export type RecordFigure = (key: string, name: string, value: number, unit: string, note?: string) => void;

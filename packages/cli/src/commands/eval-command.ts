@@ -2,9 +2,9 @@ import { readFile } from 'node:fs/promises';
 import { loadEnvSettings } from '@vecmill/shared/config';
 import { InputError, UsageError } from '@vecmill/shared/errors';
 import { parseCommandLine } from '@vecmill/shared/parse-command-line';
-import { openPublishedOutput } from '@vecmill/shared/retrieval/output-reader';
-import { QueryEmbedder } from '@vecmill/shared/retrieval/query-embedder';
-import { DEFAULT_PROMPT_TEMPLATE, evaluateOutput, type AtK, type OutputEval } from '@vecmill/shared/retrieval/recall-eval';
+import { openPublishedOutput } from '@vecmill/retrieval/output-reader';
+import { QueryEmbedder } from '@vecmill/retrieval/query-embedder';
+import { DEFAULT_PROMPT_TEMPLATE, evaluateOutput, type AtK, type OutputEval } from '@vecmill/retrieval/recall-eval';
 
 /** Usage of `vecmill eval`, for the command table. */
 export const help = `vecmill eval OUTPUT [--labels FILE [--template "${DEFAULT_PROMPT_TEMPLATE}"]] [--json]

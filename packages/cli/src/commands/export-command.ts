@@ -1,9 +1,9 @@
 import { loadEnvSettings, oneOf, positiveInt } from '@vecmill/shared/config';
 import { UsageError } from '@vecmill/shared/errors';
 import { parseCommandLine } from '@vecmill/shared/parse-command-line';
-import { exportToLance } from '@vecmill/shared/retrieval/lancedb-export';
-import { openPublishedOutput } from '@vecmill/shared/retrieval/output-reader';
-import { exportToPgvector, pgvectorDefaults } from '@vecmill/shared/retrieval/pgvector-export';
+import { exportToLance } from '@vecmill/retrieval/lancedb-export';
+import { openPublishedOutput } from '@vecmill/retrieval/output-reader';
+import { exportToPgvector, pgvectorDefaults } from '@vecmill/retrieval/pgvector-export';
 
 /** Usage of `vecmill export`, for the command table. */
 export const help = `vecmill export lancedb OUTPUT --db PATH|s3://... --table NAME [--index]

@@ -1,7 +1,7 @@
 import { loadEnvSettings } from '@vecmill/shared/config';
 import { parseCommandLine } from '@vecmill/shared/parse-command-line';
-import { buildHnswIndex, HNSW_DEFAULTS } from '@vecmill/shared/retrieval/hnsw-index';
-import { openPublishedOutput } from '@vecmill/shared/retrieval/output-reader';
+import { buildHnswIndex, HNSW_DEFAULTS } from '@vecmill/retrieval/hnsw-index';
+import { openPublishedOutput } from '@vecmill/retrieval/output-reader';
 import { oneOf, positiveInt } from '@vecmill/shared/config';
 
 /** Usage of `vecmill index`, for the command table. */

@@ -2,9 +2,9 @@ import { readFile } from 'node:fs/promises';
 import { loadEnvSettings } from '@vecmill/shared/config';
 import { InputError, UsageError } from '@vecmill/shared/errors';
 import { parseCommandLine } from '@vecmill/shared/parse-command-line';
-import { openPublishedOutput } from '@vecmill/shared/retrieval/output-reader';
-import { QueryEmbedder } from '@vecmill/shared/retrieval/query-embedder';
-import { searchOutput } from '@vecmill/shared/retrieval/search-output';
+import { openPublishedOutput } from '@vecmill/retrieval/output-reader';
+import { QueryEmbedder } from '@vecmill/retrieval/query-embedder';
+import { searchOutput } from '@vecmill/retrieval/search-output';
 import { oneOf, positiveInt } from '@vecmill/shared/config';
 
 /** Usage of `vecmill search`, for the command table. */

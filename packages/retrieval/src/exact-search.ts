@@ -1,7 +1,7 @@
-import { VecmillError } from '../errors.js';
-import type { Modality } from '../formats/embedding-table.js';
-import { float16ToFloat32 } from '../formats/float16.js';
-import { l2NormalizeRows } from '../model/embedder.js';
+import { VecmillError } from '@vecmill/shared/errors';
+import type { Modality } from '@vecmill/shared/formats/embedding-table';
+import { float16ToFloat32 } from '@vecmill/shared/formats/float16';
+import { l2NormalizeRows } from '@vecmill/worker/model/embedder';
 import type { PublishedOutput } from './output-reader.js';
 
 /** How two embeddings are compared: cosine (CLIP's own measure) or the raw inner product. */

@@ -1,4 +1,4 @@
-import { ModelError } from '../errors.js';
+import { ModelError } from '@vecmill/shared/errors';
 import { CLIP_END_TOKEN, CLIP_START_TOKEN } from './small-tokenizer.js';
 
 /** What config.json and the text graph need to know about a tokenizer. */

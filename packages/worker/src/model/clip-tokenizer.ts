@@ -1,7 +1,7 @@
 import { Tokenizer } from '@huggingface/tokenizers';
-import { ModelError } from '../errors.js';
+import { ModelError } from '@vecmill/shared/errors';
 import type { Embedder } from './embedder.js';
-import { familyTraits, type FamilyTraits, type ModelFamily } from './model-family.js';
+import { familyTraits, type FamilyTraits, type ModelFamily } from '@vecmill/shared/model/model-family';
 
 /**
  * Captions longer than this many UTF-16 units are cut before tokenizing: no family keeps more than

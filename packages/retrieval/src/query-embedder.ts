@@ -1,15 +1,15 @@
-import { InputError, ModelError, RowError } from '../errors.js';
-import type { Modality } from '../formats/embedding-table.js';
-import { ClipTokenizer } from '../model/clip-tokenizer.js';
-import { l2NormalizeRows } from '../model/embedder.js';
-import { detectProviderAvailability, planExecutionProviders, type DeviceRequest } from '../model/execution-provider.js';
-import { InlinePreprocessor } from '../model/image-preprocessor.js';
-import { parsePreprocessSpec } from '../model/image-preprocess.js';
-import { loadModelFolder } from '../model/model-folder.js';
-import { OnnxEmbedder } from '../model/onnx-embedder.js';
-import { resolveModelDir } from '../model/resolve-model.js';
-import { modalities } from '../run-plan.js';
-import type { S3ClientOptions } from '../storage/s3-store.js';
+import { InputError, ModelError, RowError } from '@vecmill/shared/errors';
+import type { Modality } from '@vecmill/shared/formats/embedding-table';
+import { ClipTokenizer } from '@vecmill/worker/model/clip-tokenizer';
+import { l2NormalizeRows } from '@vecmill/worker/model/embedder';
+import { detectProviderAvailability, planExecutionProviders, type DeviceRequest } from '@vecmill/shared/model/execution-provider';
+import { InlinePreprocessor } from '@vecmill/worker/model/image-preprocessor';
+import { parsePreprocessSpec } from '@vecmill/worker/model/image-preprocess';
+import { loadModelFolder } from '@vecmill/shared/model/model-folder';
+import { OnnxEmbedder } from '@vecmill/worker/model/onnx-embedder';
+import { resolveModelDir } from '@vecmill/shared/model/resolve-model';
+import { modalities } from '@vecmill/shared/run-plan';
+import type { S3ClientOptions } from '@vecmill/shared/storage/s3-store';
 import type { RetrievalManifest } from './output-reader.js';
 
 /** Where to find the run's model and how to run it for queries. */

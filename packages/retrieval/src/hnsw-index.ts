@@ -5,11 +5,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { Index, MetricKind, ScalarKind } from 'usearch';
-import { ConfigError, InputError } from '../errors.js';
-import type { Modality } from '../formats/embedding-table.js';
-import { readManifest } from '../manifest.js';
-import { outputKeys } from '../run-plan.js';
-import type { ObjectStore } from '../storage/object-store.js';
+import { ConfigError, InputError } from '@vecmill/shared/errors';
+import type { Modality } from '@vecmill/shared/formats/embedding-table';
+import { readManifest } from '@vecmill/shared/manifest';
+import { outputKeys } from '@vecmill/shared/run-plan';
+import type { ObjectStore } from '@vecmill/shared/storage/object-store';
 import { scoringRows, TopKCollector, type Metric, type SearchHit } from './exact-search.js';
 import { retrievalManifestFormat, type ManifestIndexEntry, type PublishedOutput, type RetrievalManifest } from './output-reader.js';
 

@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { VecmillError } from '../errors.js';
+import { VecmillError } from '@vecmill/shared/errors';
 import type { ClipTokenizerOptions } from './clip-tokenizer.js';
 
 /** Sent once to each thread: what `ClipTokenizer` is built from. */

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { ConfigError, InputError } from '../errors.js';
-import type { Modality } from '../formats/embedding-table.js';
+import { ConfigError, InputError } from '@vecmill/shared/errors';
+import type { Modality } from '@vecmill/shared/formats/embedding-table';
 import { dotRows, scoringRows, type Metric } from './exact-search.js';
 import type { PublishedOutput } from './output-reader.js';
 

@@ -1,5 +1,5 @@
-import { ModelError } from '../errors.js';
-import type { ModelFamily } from '../model/model-family.js';
+import { ModelError } from '@vecmill/shared/errors';
+import type { ModelFamily } from '@vecmill/shared/model/model-family';
 import { BERT_CLS_TOKEN, BERT_PAD_TOKEN, BERT_SEP_TOKEN } from './small-wordpiece-tokenizer.js';
 import { SIGLIP_EOS_TOKEN } from './small-unigram-tokenizer.js';
 

@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { RowError, VecmillError, type RowErrorReason } from '../errors.js';
+import { RowError, VecmillError, type RowErrorReason } from '@vecmill/shared/errors';
 import { parsePreprocessSpec, type DecodeOptions, type PreprocessSpec } from './image-preprocess.js';
 import type { ImagePreprocessor } from './image-preprocessor.js';
 

@@ -1,10 +1,10 @@
 import { Worker } from 'node:worker_threads';
-import { ModelError, VecmillError } from '../errors.js';
+import { ModelError, VecmillError } from '@vecmill/shared/errors';
 import type { TokenBatch } from './clip-tokenizer.js';
 import type { EmbedRequest, EmbedThreadInit, EmbedThreadMessage } from './embed-thread-protocol.js';
 import type { Embedder, TextInputShape } from './embedder.js';
-import type { ProviderPlan } from './execution-provider.js';
-import type { ModelFolder } from './model-folder.js';
+import type { ProviderPlan } from '@vecmill/shared/model/execution-provider';
+import type { ModelFolder } from '@vecmill/shared/model/model-folder';
 
 /** Options for the onnxruntime embedder. */
 export interface OnnxEmbedderOptions {

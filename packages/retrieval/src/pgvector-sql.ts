@@ -1,5 +1,5 @@
-import { ConfigError } from '../errors.js';
-import type { EmbeddingDtype, Modality } from '../formats/embedding-table.js';
+import { ConfigError } from '@vecmill/shared/errors';
+import type { EmbeddingDtype, Modality } from '@vecmill/shared/formats/embedding-table';
 
 /**
  * The SQL of `vecmill export pgvector`, kept apart from the I/O so its shape (names, types,

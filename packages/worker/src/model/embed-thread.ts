@@ -5,7 +5,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import type { EmbedRequest, EmbedThreadInit, EmbedThreadMessage } from './embed-thread-protocol.js';
-import { cudaSessionFallbackWarning } from './execution-provider.js';
+import { cudaSessionFallbackWarning } from '@vecmill/shared/model/execution-provider';
 
 const init = workerData as EmbedThreadInit;
 

@@ -5,8 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
-import { RowError } from '../errors.js';
-import { decodeBase64Strict } from '../tsv/base64.js';
+import { RowError } from '@vecmill/shared/errors';
+import { decodeBase64Strict } from '@vecmill/shared/tsv/base64';
 import { preprocessImage, parsePreprocessSpec, type DecodeOptions } from './image-preprocess.js';
 import type { PreprocessReply, PreprocessRequest, PreprocessThreadInit } from './preprocess-pool.js';
 

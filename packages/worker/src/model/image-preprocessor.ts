@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { decodeBase64Strict } from '../tsv/base64.js';
+import { decodeBase64Strict } from '@vecmill/shared/tsv/base64';
 import { preprocessImageInto, type DecodeOptions, type PreprocessSpec } from './image-preprocess.js';
 
 /**

@@ -1,4 +1,4 @@
-import { ModelError } from '../errors.js';
+import { ModelError } from '@vecmill/shared/errors';
 import type { PixelSize } from './image-decode.js';
 
 /**

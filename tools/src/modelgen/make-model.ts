@@ -1,7 +1,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { ConfigError, ModelError, NotFoundError, StorageError, VecmillError } from '../errors.js';
-import { MODEL_FAMILIES, type ModelFamily } from '../model/model-family.js';
+import { ConfigError, ModelError, NotFoundError, StorageError, VecmillError } from '@vecmill/shared/errors';
+import { MODEL_FAMILIES, type ModelFamily } from '@vecmill/shared/model/model-family';
 import { chineseClipConfigFiles } from './chinese-clip-config-files.js';
 import { buildChineseClipTextGraph } from './chinese-clip-text-graph.js';
 import { clipConfigFiles } from './clip-config-files.js';

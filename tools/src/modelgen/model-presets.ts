@@ -1,4 +1,4 @@
-import type { ModelFamily } from '../model/model-family.js';
+import type { ModelFamily } from '@vecmill/shared/model/model-family';
 
 /** Shape of one transformer tower, in Hugging Face CLIPConfig terms. */
 export interface ClipTowerShape {

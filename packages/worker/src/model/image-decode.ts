@@ -1,5 +1,5 @@
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
-import { RowError } from '../errors.js';
+import { RowError } from '@vecmill/shared/errors';
 import { decodeJpegWasm, jpegScaleEighths } from './decode-jpeg-wasm.js';
 
 /** Raster formats vecmill decodes: the ones sharp's prebuilt libvips reads from a buffer. */

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { ConfigError, DatabaseError, InputError } from '../errors.js';
-import type { Modality } from '../formats/embedding-table.js';
+import { ConfigError, DatabaseError, InputError } from '@vecmill/shared/errors';
+import type { Modality } from '@vecmill/shared/formats/embedding-table';
 import type { PublishedOutput, RowsBlock } from './output-reader.js';
 import { pgFailure, pgTarget, type PgTarget } from './pg-target.js';
 import {

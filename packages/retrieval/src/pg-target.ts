@@ -1,4 +1,4 @@
-import { ConfigError, DatabaseError } from '../errors.js';
+import { ConfigError, DatabaseError } from '@vecmill/shared/errors';
 
 /**
  * A PostgreSQL connection URL as messages may show it: the password (in the authority or a

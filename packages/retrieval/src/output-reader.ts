@@ -1,12 +1,12 @@
-import { ConfigError, InputError } from '../errors.js';
-import { COLUMNS, readEmbeddingTable, type EmbeddingDtype, type EmbeddingTable, type Modality } from '../formats/embedding-table.js';
-import { manifestFormat, readManifest, type Manifest } from '../manifest.js';
-import { modalities, outputKeys } from '../run-plan.js';
-import { formatLocation, parseLocation } from '../storage/location.js';
-import type { ObjectStore } from '../storage/object-store.js';
-import { openStore } from '../storage/open-store.js';
-import type { S3ClientOptions } from '../storage/s3-store.js';
-import type { VersionedJsonFormat } from '../versioned-json.js';
+import { ConfigError, InputError } from '@vecmill/shared/errors';
+import { COLUMNS, readEmbeddingTable, type EmbeddingDtype, type EmbeddingTable, type Modality } from '@vecmill/shared/formats/embedding-table';
+import { manifestFormat, readManifest, type Manifest } from '@vecmill/shared/manifest';
+import { modalities, outputKeys } from '@vecmill/shared/run-plan';
+import { formatLocation, parseLocation } from '@vecmill/shared/storage/location';
+import type { ObjectStore } from '@vecmill/shared/storage/object-store';
+import { openStore } from '@vecmill/shared/storage/open-store';
+import type { S3ClientOptions } from '@vecmill/shared/storage/s3-store';
+import type { VersionedJsonFormat } from '@vecmill/shared/versioned-json';
 
 /** One vector index recorded in manifest.json by `vecmill index` (its full description is the `index.json` sidecar). */
 export interface ManifestIndexEntry {

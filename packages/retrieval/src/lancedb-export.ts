@@ -1,9 +1,9 @@
 import { createRequire } from 'node:module';
 import * as arrow from 'apache-arrow';
 import * as lancedb from '@lancedb/lancedb';
-import { ConfigError, StorageError, describeError } from '../errors.js';
-import type { Modality } from '../formats/embedding-table.js';
-import type { S3ClientOptions } from '../storage/s3-store.js';
+import { ConfigError, StorageError, describeError } from '@vecmill/shared/errors';
+import type { Modality } from '@vecmill/shared/formats/embedding-table';
+import type { S3ClientOptions } from '@vecmill/shared/storage/s3-store';
 import type { PublishedOutput, RowsBlock } from './output-reader.js';
 
 /** Where and how `vecmill export lancedb` writes. */

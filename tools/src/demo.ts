@@ -7,9 +7,9 @@ import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { tuneThreadPool } from '@vecmill/shared/config';
-import { makeDataset } from '@vecmill/shared/datagen/make-dataset';
-import { makeModel } from '@vecmill/shared/modelgen/make-model';
-import { main } from './main.js';
+import { makeDataset } from './datagen/make-dataset.js';
+import { makeModel } from './modelgen/make-model.js';
+import { main } from 'vecmill/main';
 
 async function demo(): Promise<number> {
   tuneThreadPool();

@@ -1,4 +1,4 @@
-import type { Modality } from '../formats/embedding-table.js';
+import type { Modality } from '@vecmill/shared/formats/embedding-table';
 import { exactSearch, type Metric } from './exact-search.js';
 import { findIndex, openHnswIndex } from './hnsw-index.js';
 import type { OutputRow, PublishedOutput } from './output-reader.js';
