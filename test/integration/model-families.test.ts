@@ -117,7 +117,8 @@ describe('model families on real ONNX graphs: text inputs, padding and pooling',
       });
       return out['text_embeds']!.data as Float32Array;
     };
-    assert.equal(Number(mask.reduce((a, b) => a + b, 0n)), 5 + 11, 'café 咖啡 is 5 tokens, 红色的汽车停在街上 11');
+    // The real Chinese BERT tokenizer's counts; the generated WordPiece (fixtures absent) splits differently.
+    if (sharedFixturesDir() !== undefined) assert.equal(Number(mask.reduce((a, b) => a + b, 0n)), 5 + 11, 'café 咖啡 is 5 tokens, 红色的汽车停在街上 11');
     assert.deepEqual(ours, await run(0n));
     assert.ok(maxDiff(ours, await run(1n)) > 1e-4, 'token types reach the graph');
     await session.release();
