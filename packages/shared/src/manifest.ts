@@ -57,6 +57,16 @@ export interface Manifest {
   };
 }
 
+/** The per-stage milliseconds a shard marker and the manifest both carry, as `versioned-json` checks them. */
+export const stageTimingFields = {
+  timings: 'object',
+  'timings.read': 'number',
+  'timings.decode': 'number',
+  'timings.tokenize': 'number',
+  'timings.infer': 'number',
+  'timings.write': 'number',
+} as const;
+
 /** manifest.json's format: version 1 is the Manifest above. */
 export const manifestFormat: VersionedJsonFormat<Manifest> = {
   version: 1,
@@ -87,12 +97,7 @@ export const manifestFormat: VersionedJsonFormat<Manifest> = {
     'files[].rows': 'integer',
     'files[].bytes': 'integer',
     'files[].sha256': 'string',
-    timings: 'object',
-    'timings.read': 'number',
-    'timings.decode': 'number',
-    'timings.tokenize': 'number',
-    'timings.infer': 'number',
-    'timings.write': 'number',
+    ...stageTimingFields,
     'timings.merge': 'number',
   },
   remedy: 'delete manifest.json and _SUCCESS, then run the same command again to publish the output from its shards',

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { CommitError, NotFoundError } from '@vecmill/shared/errors';
+import { stageTimingFields } from '@vecmill/shared/manifest';
 import { outputKeys } from '@vecmill/shared/run-plan';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
 import { parseVersionedJson, type VersionedJsonFormat } from '@vecmill/shared/versioned-json';
@@ -109,12 +110,7 @@ const commonMarkerFields = {
   rowsReused: 'integer',
   rowsFailed: 'integer',
   failedByReason: 'object',
-  timings: 'object',
-  'timings.read': 'number',
-  'timings.decode': 'number',
-  'timings.tokenize': 'number',
-  'timings.infer': 'number',
-  'timings.write': 'number',
+  ...stageTimingFields,
   worker: 'string',
   committedAt: 'string',
 } as const;
