@@ -2,26 +2,18 @@ import { hostname } from 'node:os';
 import { Redis } from 'ioredis';
 import { UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
 import type { WorkerConfig } from '@vecmill/shared/config';
-import { describeError, PayloadError, VecmillError } from '@vecmill/shared/errors';
+import { describeError, VecmillError } from '@vecmill/shared/errors';
 import { detectProviderAvailability, planExecutionProviders, type ProviderPlan } from '@vecmill/shared/model/execution-provider';
 import { connectRedis, redactRedisUrl, redisOptions } from '@vecmill/shared/queue/bullmq-connection';
-import { readRunRecord } from '@vecmill/shared/queue/bullmq-run-registry';
 import { jobBackoffStrategy, jobFailure } from '@vecmill/shared/queue/job-retry';
-import { checkEmbedAgainstPlan, parseJobPayload, type EmbedPayload, type MergePayload } from '@vecmill/shared/queue/job-payload';
 import { queueNames, type QueueRole } from '@vecmill/shared/queue/queue-names';
 import { checkRedisSettings } from '@vecmill/shared/queue/redis-checks';
-import { readPlan, type RunPlan } from '@vecmill/shared/run-plan';
-import { parseLocation } from '@vecmill/shared/storage/location';
-import type { ObjectStore } from '@vecmill/shared/storage/object-store';
-import { openStore } from '@vecmill/shared/storage/open-store';
-import { withResilientReads } from '@vecmill/shared/storage/resilient-read';
-import { EmbedEngine, type EmbedSplit } from './embed-engine.js';
-import type { EmbedResult } from './embed-processor.js';
-import { mergeRun } from './merge-processor.js';
+import { EmbedEngine } from './embed-engine.js';
+import { createJobProcessors, type WorkerLog } from './job-processors.js';
 import { serveMetrics, WorkerMetrics, type MetricsServer } from './metrics.js';
+import { createRunContexts } from './run-contexts.js';
 
-/** One structured log line; the worker's only output channel besides metrics. */
-export type WorkerLog = (event: string, fields?: Record<string, unknown>) => void;
+export type { WorkerLog };
 
 /** A started worker. */
 export interface RunningWorker {
@@ -30,18 +22,6 @@ export interface RunningWorker {
   /** Stops taking jobs, lets active jobs finish (or hands them back), then releases everything. */
   close(): Promise<void>;
 }
-
-/** A run as this worker knows it: its plan, output, and embed function. */
-interface RunContext {
-  readonly plan: RunPlan;
-  readonly output: ObjectStore;
-  readonly processSplit: EmbedSplit;
-}
-
-/** Runs kept in memory; plans are small, so this only bounds a long-lived worker serving many runs. */
-const MAX_CACHED_RUNS = 32;
-/** Progress writes per job at most this often: Redis round trips are not free. */
-const PROGRESS_INTERVAL_MS = 500;
 
 /**
  * `vecmill worker`: BullMQ workers for the embed and merge queues, reusing the embedded mode's
@@ -65,7 +45,6 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
   const name = config.name ?? `${hostname()}:${process.pid}`;
   const providerPlan: ProviderPlan = planExecutionProviders(config.device, await detectProviderAvailability());
   if (providerPlan.warning !== undefined) log('warning', { message: providerPlan.warning });
-  const runs = new Map<string, Promise<RunContext>>();
 
   const engine = new EmbedEngine({
     s3: config.env.s3,
@@ -79,58 +58,11 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
     onThreadEvent: (message, modelId) => log('inference-thread', { model: modelId.slice(0, 12), message }),
   });
 
-  /** The run a job belongs to; its output must be the one the run registry names. */
-  const runContext = async (payload: EmbedPayload | MergePayload): Promise<RunContext> => {
-    const record = await readRunRecord(registry, config.prefix, payload.runId);
-    if (record === undefined) throw new PayloadError(`run ${payload.runId} is not registered under prefix ${config.prefix}; re-run \`vecmill produce\``, { runId: payload.runId });
-    if (record.output !== payload.output) throw new PayloadError(`job names output ${payload.output}, but run ${payload.runId} writes to ${record.output}`, { runId: payload.runId });
-    const key = `${payload.runId}\n${record.output}`;
-    let ctx = runs.get(key);
-    if (ctx === undefined) {
-      ctx = (async () => {
-        const output = withResilientReads(openStore(parseLocation(record.output, '/'), config.env.s3));
-        const plan = await readPlan(output);
-        if (plan === undefined || plan.runId !== payload.runId) throw new PayloadError(`${record.output} holds no plan.json for run ${payload.runId}`, { runId: payload.runId });
-        const processSplit = await engine.forRun(plan, output, await engine.loadPlannedModel(plan));
-        return { plan, output, processSplit };
-      })();
-      runs.set(key, ctx);
-      ctx.catch(() => runs.delete(key));
-      if (runs.size > MAX_CACHED_RUNS) runs.delete(runs.keys().next().value as string);
-    }
-    return ctx;
-  };
-
-  const processEmbed = async (job: Job): Promise<unknown> => {
-    const payload = parseJobPayload(job.data);
-    if (payload.kind === 'gate') return { gate: true };
-    if (payload.kind !== 'embed') throw new PayloadError(`a ${payload.kind} job in the embed queue`);
-    const ctx = await runContext(payload);
-    checkEmbedAgainstPlan(payload, ctx.plan);
-    let last = 0;
-    const result: EmbedResult = await ctx.processSplit(payload.split, {
-      onProgress: (rows) => {
-        const now = Date.now();
-        if (now - last < PROGRESS_INTERVAL_MS) return;
-        last = now;
-        job.updateProgress({ rows }).catch(() => undefined);
-      },
-      onBatch: (stageMs) => metrics.batchDone(stageMs),
-    });
-    if (result.computed) metrics.splitComputed(result.marker);
-    log('split-done', { runId: payload.runId, split: payload.split, job: job.id, computed: result.computed, rows: result.marker.rowsIn, failed: result.marker.rowsFailed, attempt: result.marker.attempt, files: result.marker.files.length });
-    return { rows: result.marker.rowsIn, ok: result.marker.rowsOk, failed: result.marker.rowsFailed, failedByReason: result.marker.failedByReason, computed: result.computed };
-  };
-
-  const processMerge = async (job: Job): Promise<unknown> => {
-    const payload = parseJobPayload(job.data);
-    if (payload.kind !== 'merge') throw new PayloadError(`a ${payload.kind} job in the merge queue`);
-    const ctx = await runContext(payload);
-    if (payload.splits !== ctx.plan.splits.length) throw new PayloadError(`merge job of run ${payload.runId} counts ${payload.splits} splits, plan.json ${ctx.plan.splits.length}`);
-    const manifest = await mergeRun({ plan: ctx.plan, output: ctx.output });
-    log('merge-done', { runId: payload.runId, rows: manifest.rows });
-    return { rows: manifest.rows.in, ok: manifest.rows.ok, failed: manifest.rows.failed };
-  };
+  const processors = createJobProcessors({
+    runContext: createRunContexts({ registry, prefix: config.prefix, s3: config.env.s3, engine }),
+    metrics,
+    log,
+  });
 
   const wrap = (queue: QueueRole, fn: (job: Job) => Promise<unknown>) => async (job: Job): Promise<unknown> => {
     metrics.jobStarted(queue);
@@ -158,8 +90,8 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
     settings: { backoffStrategy: jobBackoffStrategy },
   };
   const workers: Worker[] = [];
-  if (config.queues.includes('embed')) workers.push(new Worker(queueNames.embed, wrap('embed', processEmbed), { ...workerOptions, concurrency: config.concurrency }));
-  if (config.queues.includes('merge')) workers.push(new Worker(queueNames.merge, wrap('merge', processMerge), { ...workerOptions, concurrency: 1 }));
+  if (config.queues.includes('embed')) workers.push(new Worker(queueNames.embed, wrap('embed', processors.embed), { ...workerOptions, concurrency: config.concurrency }));
+  if (config.queues.includes('merge')) workers.push(new Worker(queueNames.merge, wrap('merge', processors.merge), { ...workerOptions, concurrency: 1 }));
   let redisUp = true;
   for (const w of workers) {
     // Lost locks (a late attempt after a stall) and Redis outages surface here; BullMQ carries on.
