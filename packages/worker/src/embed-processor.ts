@@ -1,16 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { InputError } from '@vecmill/shared/errors';
-import type { ClipTokenizer } from './model/clip-tokenizer.js';
+import { InputError, VecmillError } from '@vecmill/shared/errors';
+import { ClipTokenizer } from './model/clip-tokenizer.js';
 import { l2NormalizeRows, type Embedder } from './model/embedder.js';
 import type { ImagePreprocessor } from './model/image-preprocessor.js';
+import { InlineTextEncoder } from './model/inline-text-encoder.js';
+import type { TokenLayout } from './model/token-layout.js';
 import type { BatchTextEncoder } from './model/tokenizer-pool.js';
 import type { PlannedInput, RunPlan } from '@vecmill/shared/run-plan';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
-import { readSplitLines, type SplitLine } from '@vecmill/shared/tsv/line-reader';
+import { readSplitLineGroups, type SplitLine } from '@vecmill/shared/tsv/line-reader';
 import { createImageDecoder, type DecodedImages } from './decode-images.js';
 import { findReused } from './find-reused.js';
-import { hashBatch } from './hash-batch.js';
+import { hashImages } from './hash-images.js';
 import { parseBatch, type ParseBatchOptions, type ParsedBatch } from './parse-batch.js';
 import type { ReuseLookup } from './reuse-index.js';
 import { commitShard, readShardMarker, type ShardMarker, type StageTimings } from './shard-commit.js';
@@ -24,9 +26,9 @@ export interface EmbedProcessorDeps {
   readonly openInput: (input: PlannedInput) => { store: ObjectStore; key: string };
   readonly output: ObjectStore;
   readonly embedder: Embedder;
-  /** Present when the input has text. */
-  readonly tokenizer: ClipTokenizer | undefined;
-  /** Tokenizes batches off the event loop, on every core (a thread pool in `vecmill run` and workers); absent, `tokenizer` encodes here. */
+  /** Present when the input has text: lays token ids out for the model (and encodes here when it is a ClipTokenizer and no `textEncoder` is given). */
+  readonly tokenizer: TokenLayout | undefined;
+  /** Tokenizes and hashes captions off the event loop, on every core (a thread pool in `vecmill run` and workers); absent, `tokenizer` encodes here. */
   readonly textEncoder?: BatchTextEncoder;
   /** Present when the input has images; a thread pool in production, so decoding never blocks the event loop. */
   readonly images: ImagePreprocessor | undefined;
@@ -101,7 +103,8 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
   // decoding (a reused image is never decoded), so it is computed here.
   const parseOptions: ParseBatchOptions = { kind: settings.kind, maxLineBytes: settings.maxLineBytes, decodeImages: deps.reuse !== undefined };
   const decodeImages = deps.images === undefined ? undefined : createImageDecoder(deps.images, deps.decodeConcurrency);
-  const tokenizeBatch = tokenizer === undefined ? undefined : createBatchTokenizer({ tokenizer, textEncoder: deps.textEncoder, padTo, batchSize: settings.batchSize });
+  const tokenizeBatch =
+    tokenizer === undefined ? undefined : createBatchTokenizer({ tokenizer, textEncoder: deps.textEncoder ?? inlineEncoder(tokenizer), padTo, batchSize: settings.batchSize });
 
   return async function processSplit(splitIndex, hooks = {}) {
     const split = plan.splits[splitIndex];
@@ -129,7 +132,10 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
     });
     const counts: SplitCounts = { rows: 0, ok: 0, reused: 0, failedByReason: {} };
     const splitRange = { index: split.index, key, etag: input.etag, start: split.start, end: split.end, objectSize: input.size };
-    const lines = readSplitLines(store, splitRange, { maxLineBytes: settings.maxLineBytes })[Symbol.asyncIterator]();
+    const groups = readSplitLineGroups(store, splitRange, { maxLineBytes: settings.maxLineBytes })[Symbol.asyncIterator]();
+    /** Lines read but not yet in a batch: a chunk's lines can end one batch and start the next. */
+    let pending: SplitLine[] = [];
+    let pendingAt = 0;
 
     // The previous batch's inference runs while the next batch is prepared. Its promise gets a
     // handler at once (so a rejection is never unhandled), is awaited before the next inference
@@ -143,10 +149,15 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
       const batch: SplitLine[] = [];
       let batchBytes = 0;
       while (batch.length < settings.batchSize * windowBatches && batchBytes < maxBatchBytes) {
-        const next = await settledWith(lines.next(), inflight);
-        if (next.done === true) break;
-        batch.push(next.value);
-        batchBytes += next.value.bytes.length;
+        if (pendingAt === pending.length) {
+          const next = await settledWith(groups.next(), inflight);
+          if (next.done === true) break;
+          pending = next.value;
+          pendingAt = 0;
+        }
+        const line = pending[pendingAt++] as SplitLine;
+        batch.push(line);
+        batchBytes += line.bytes.length;
       }
       timings.read += performance.now() - t0;
       if (batch.length === 0) break;
@@ -184,10 +195,13 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
     return { marker: result.marker, computed: result.committed };
   };
 
-  /** The data path of a batch up to the model: parse, hash, find reused rows, decode images, tokenize captions. */
+  /** The data path of a batch up to the model: parse, hash images, encode and hash captions, find reused rows, decode images, group captions into model calls. */
   async function prepareBatch(lines: readonly SplitLine[], firstLine: number, timings: Record<keyof StageTimings, number>): Promise<PreparedBatch> {
     const batch = parseBatch(lines, firstLine, parseOptions);
-    hashBatch(batch, { text: tokenizer !== undefined });
+    hashImages(batch);
+    const t1 = performance.now();
+    const encoded = tokenizeBatch === undefined ? undefined : await tokenizeBatch.encode(batch);
+    timings.tokenize += performance.now() - t1;
     if (deps.reuse !== undefined) await findReused(deps.reuse, batch);
 
     let decoded: DecodedImages = { rows: [], pixels: undefined };
@@ -197,9 +211,9 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
       timings.decode += performance.now() - t0;
     }
 
-    const t1 = performance.now();
-    const textGroups = tokenizeBatch === undefined ? [] : await tokenizeBatch(batch);
-    timings.tokenize += performance.now() - t1;
+    const t2 = performance.now();
+    const textGroups = tokenizeBatch === undefined || encoded === undefined ? [] : tokenizeBatch.group(batch, encoded);
+    timings.tokenize += performance.now() - t2;
     // The image fields are left behind: only what inference and the shard need lives on.
     const { lineIndex, offset, text, errors, textSha256, imageSha256, reusedText, reusedImage } = batch;
     return { lineIndex, offset, text, errors, textSha256, imageSha256, reusedText, reusedImage, textGroups, imageRows: decoded.rows, pixels: decoded.pixels };
@@ -248,6 +262,12 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
     if (settings.normalize) l2NormalizeRows(values, dims);
     rows.forEach((r, j) => out.set(values.subarray(j * dims, (j + 1) * dims), r * dims));
   }
+}
+
+/** Encodes on the event loop: only with a whole tokenizer, as tests and tools give. */
+function inlineEncoder(tokenizer: TokenLayout): InlineTextEncoder {
+  if (!(tokenizer instanceof ClipTokenizer)) throw new VecmillError('E_INTERNAL', 'the embed processor was given a token layout without a text encoder to fill it');
+  return new InlineTextEncoder(tokenizer);
 }
 
 /** Adds a batch's rows to the split's counts; a row is reused when no tower ran for it. */

@@ -1,5 +1,6 @@
-import type { ClipTokenizer, TokenBatch } from './model/clip-tokenizer.js';
-import type { BatchTextEncoder } from './model/tokenizer-pool.js';
+import type { TokenBatch } from './model/clip-tokenizer.js';
+import type { TokenLayout } from './model/token-layout.js';
+import type { BatchTextEncoder, HashedTexts } from './model/tokenizer-pool.js';
 import type { ParsedBatch } from './parse-batch.js';
 
 /** One text model call: the batch rows it embeds and their token ids. */
@@ -8,14 +9,26 @@ export interface TextGroup {
   readonly tokens: TokenBatch;
 }
 
-/** Tokenizes a batch's captions into text model calls (see createBatchTokenizer). */
-export type BatchTokenizer = (batch: ParsedBatch) => Promise<TextGroup[]>;
+/** A batch's captions encoded: `texts` caption `i` belongs to batch row `rows[i]`. */
+export interface EncodedBatchTexts {
+  readonly rows: number[];
+  readonly texts: HashedTexts;
+}
+
+/** The tokenize step (see createBatchTokenizer). */
+export interface BatchTokenizer {
+  /** Encodes and hashes the captions of the batch's valid rows, and records their hashes in the batch. */
+  encode(batch: ParsedBatch): Promise<EncodedBatchTexts>;
+  /** The model calls for the encoded rows that are still valid and not served by `--reuse`. */
+  group(batch: ParsedBatch, encoded: EncodedBatchTexts): TextGroup[];
+}
 
 /** What the tokenize step works with. */
 export interface BatchTokenizerOptions {
-  readonly tokenizer: ClipTokenizer;
-  /** Encodes off the event loop when present; else `tokenizer` encodes here. */
-  readonly textEncoder: BatchTextEncoder | undefined;
+  /** Lays the ids out for the model. */
+  readonly tokenizer: TokenLayout;
+  /** Encodes and hashes, off the event loop in production. */
+  readonly textEncoder: BatchTextEncoder;
   /** Tokens per row, or undefined to pad each call to its longest caption. */
   readonly padTo: number | undefined;
   /** Rows per model call. */
@@ -23,23 +36,40 @@ export interface BatchTokenizerOptions {
 }
 
 /**
- * The tokenize step of the embed path: encodes the captions of valid rows not served by
- * `--reuse` and cuts them into model calls of `batchSize` rows. When calls are padded to their
- * longest caption, rows are first sorted by token length, so each call pads as little as possible.
+ * The tokenize step of the embed path, in two halves around the `--reuse` lookup, which needs the
+ * captions' hashes: `encode` sends the captions of valid rows to the encoder in one call (ids and
+ * hashes come back in flat arrays, no object per caption); `group` cuts the rows still to embed
+ * into model calls of `batchSize` rows. When calls are padded to their longest caption, rows are
+ * first sorted by token length, so each call pads as little as possible.
  */
 export function createBatchTokenizer(options: BatchTokenizerOptions): BatchTokenizer {
   const { tokenizer, textEncoder, padTo, batchSize } = options;
-  return async function tokenizeBatch(b) {
-    const rows = b.errors.flatMap((e, r) => (e === null && !b.reusedText.has(r) ? [r] : []));
-    const texts = rows.map((r) => b.text[r] ?? '');
-    const ids = textEncoder !== undefined && texts.length > 0 ? await textEncoder.encodeBatch(texts) : texts.map((t) => tokenizer.encode(t));
-    const encoded = rows.map((row, i) => ({ row, ids: ids[i] as number[] }));
-    if (padTo === undefined) encoded.sort((x, y) => x.ids.length - y.ids.length);
-    const groups: TextGroup[] = [];
-    for (let i = 0; i < encoded.length; i += batchSize) {
-      const group = encoded.slice(i, i + batchSize);
-      groups.push({ rows: group.map((g) => g.row), tokens: tokenizer.packBatch(group.map((g) => g.ids), padTo) });
-    }
-    return groups;
+  return {
+    async encode(b) {
+      const rows: number[] = [];
+      const captions: string[] = [];
+      b.errors.forEach((e, r) => {
+        const text = b.text[r];
+        if (e !== null || text === null || text === undefined) return;
+        rows.push(r);
+        captions.push(text);
+      });
+      const texts = await textEncoder.encodeTexts(captions);
+      rows.forEach((r, i) => (b.textSha256[r] = texts.sha256.subarray(32 * i, 32 * i + 32)));
+      return { rows, texts };
+    },
+    group(b, { rows, texts }) {
+      const which: number[] = [];
+      rows.forEach((r, i) => {
+        if (b.errors[r] === null && !b.reusedText.has(r)) which.push(i);
+      });
+      if (padTo === undefined) which.sort((x, y) => (texts.lengths[x] as number) - (texts.lengths[y] as number));
+      const groups: TextGroup[] = [];
+      for (let i = 0; i < which.length; i += batchSize) {
+        const slice = which.slice(i, i + batchSize);
+        groups.push({ rows: slice.map((k) => rows[k] as number), tokens: tokenizer.packRows(texts, slice, padTo) });
+      }
+      return groups;
+    },
   };
 }
