@@ -12,7 +12,7 @@ import type { ObjectStore } from '@vecmill/shared/storage/object-store';
 import { readSplitLineGroups, type SplitLine } from '@vecmill/shared/tsv/line-reader';
 import { createImageDecoder, type DecodedImages } from './decode-images.js';
 import { findReused } from './find-reused.js';
-import { hashImages } from './hash-images.js';
+import { hashForReuse } from './hash-for-reuse.js';
 import { parseBatch, type ParseBatchOptions, type ParsedBatch } from './parse-batch.js';
 import type { ReuseLookup } from './reuse-index.js';
 import { commitShard, readShardMarker, type ShardMarker, type StageTimings } from './shard-commit.js';
@@ -195,14 +195,16 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
     return { marker: result.marker, computed: result.committed };
   };
 
-  /** The data path of a batch up to the model: parse, hash images, encode and hash captions, find reused rows, decode images, group captions into model calls. */
+  /** The data path of a batch up to the model: parse, find reused rows (`--reuse`), encode and hash captions, decode images, group captions into model calls. */
   async function prepareBatch(lines: readonly SplitLine[], firstLine: number, timings: Record<keyof StageTimings, number>): Promise<PreparedBatch> {
     const batch = parseBatch(lines, firstLine, parseOptions);
-    hashImages(batch);
+    if (deps.reuse !== undefined) {
+      hashForReuse(batch, { text: tokenizer !== undefined });
+      await findReused(deps.reuse, batch);
+    }
     const t1 = performance.now();
     const encoded = tokenizeBatch === undefined ? undefined : await tokenizeBatch.encode(batch);
     timings.tokenize += performance.now() - t1;
-    if (deps.reuse !== undefined) await findReused(deps.reuse, batch);
 
     let decoded: DecodedImages = { rows: [], pixels: undefined };
     if (batch.images.bytes.length > 0 && decodeImages !== undefined) {

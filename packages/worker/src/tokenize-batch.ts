@@ -17,9 +17,9 @@ export interface EncodedBatchTexts {
 
 /** The tokenize step (see createBatchTokenizer). */
 export interface BatchTokenizer {
-  /** Encodes and hashes the captions of the batch's valid rows, and records their hashes in the batch. */
+  /** Encodes and hashes the captions of the batch's valid rows not served by `--reuse`, and records their hashes in the batch. */
   encode(batch: ParsedBatch): Promise<EncodedBatchTexts>;
-  /** The model calls for the encoded rows that are still valid and not served by `--reuse`. */
+  /** The model calls for the encoded rows still valid once images are decoded. */
   group(batch: ParsedBatch, encoded: EncodedBatchTexts): TextGroup[];
 }
 
@@ -36,10 +36,10 @@ export interface BatchTokenizerOptions {
 }
 
 /**
- * The tokenize step of the embed path, in two halves around the `--reuse` lookup, which needs the
- * captions' hashes: `encode` sends the captions of valid rows to the encoder in one call (ids and
- * hashes come back in flat arrays, no object per caption); `group` cuts the rows still to embed
- * into model calls of `batchSize` rows. When calls are padded to their longest caption, rows are
+ * The tokenize step of the embed path, in two halves around image decoding, which can still turn
+ * rows into error rows: `encode` sends the captions to the encoder in one call (ids and hashes
+ * come back in flat arrays, no object per caption); `group` cuts the rows still to embed into
+ * model calls of `batchSize` rows. When calls are padded to their longest caption, rows are
  * first sorted by token length, so each call pads as little as possible.
  */
 export function createBatchTokenizer(options: BatchTokenizerOptions): BatchTokenizer {
@@ -50,7 +50,7 @@ export function createBatchTokenizer(options: BatchTokenizerOptions): BatchToken
       const captions: string[] = [];
       b.errors.forEach((e, r) => {
         const text = b.text[r];
-        if (e !== null || text === null || text === undefined) return;
+        if (e !== null || text === null || text === undefined || b.reusedText.has(r)) return;
         rows.push(r);
         captions.push(text);
       });
@@ -61,7 +61,7 @@ export function createBatchTokenizer(options: BatchTokenizerOptions): BatchToken
     group(b, { rows, texts }) {
       const which: number[] = [];
       rows.forEach((r, i) => {
-        if (b.errors[r] === null && !b.reusedText.has(r)) which.push(i);
+        if (b.errors[r] === null) which.push(i);
       });
       if (padTo === undefined) which.sort((x, y) => (texts.lengths[x] as number) - (texts.lengths[y] as number));
       const groups: TextGroup[] = [];
