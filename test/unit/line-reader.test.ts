@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConfigError, StorageError } from '@vecmill/shared/errors';
-import { readSplitLines } from '@vecmill/shared/tsv/line-reader';
+import { readSplitLineGroups, readSplitLines } from '@vecmill/shared/tsv/line-reader';
 import type { LineReaderOptions } from '@vecmill/shared/tsv/line-reader';
 import { planSplits } from '@vecmill/shared/tsv/split-planner';
 import type { Split } from '@vecmill/shared/tsv/split-planner';
@@ -232,5 +232,24 @@ describe('readSplitLines property: every line exactly once for any split size', 
       }
     }
     assert.ok(combinations >= 250);
+  });
+});
+
+describe('readSplitLineGroups', () => {
+  it('yields the lines of readSplitLines in non-empty groups, one per chunk that ends lines', async () => {
+    const content = 'alpha\nb\n\ncc\r\nover-long-line-here\nlast';
+    for (const chunkSize of [1, 3, 7, 64]) {
+      const store = storeWith(content, chunkSize);
+      for (const [start, end] of [[0, content.length], [4, 20], [6, content.length]] as const) {
+        const s = split(start, end, content.length);
+        const groups: Seen[][] = [];
+        for await (const group of readSplitLineGroups(store, s, { maxLineBytes: 10 })) {
+          groups.push(group.map((l) => (l.tooLong === true ? [l.offset, l.bytes.toString('latin1'), true] : [l.offset, l.bytes.toString('latin1')])));
+        }
+        assert.ok(groups.every((g) => g.length > 0), `chunk ${chunkSize}, split ${start}-${end}`);
+        assert.deepEqual(groups.flat(), await readLines(store, s, { maxLineBytes: 10 }), `chunk ${chunkSize}, split ${start}-${end}`);
+        if (chunkSize === 64 && start === 0) assert.equal(groups.length, 2, 'every line a 64-byte chunk ends comes in one group, the unterminated last line in its own');
+      }
+    }
   });
 });

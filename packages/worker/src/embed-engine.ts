@@ -1,6 +1,6 @@
 import type { S3ClientOptions } from '@vecmill/shared/storage/s3-store';
 import { ModelError } from '@vecmill/shared/errors';
-import { ClipTokenizer, type ClipTokenizerOptions } from './model/clip-tokenizer.js';
+import type { ClipTokenizerOptions } from './model/clip-tokenizer.js';
 import type { ProviderPlan } from '@vecmill/shared/model/execution-provider';
 import { loadModelFolder, type ModelFolder } from '@vecmill/shared/model/model-folder';
 import { OnnxEmbedder } from './model/onnx-embedder.js';
@@ -101,7 +101,8 @@ export class EmbedEngine {
       openInput: (input) => this.openObject(input.uri),
       output,
       embedder: await this.embedder(model),
-      tokenizer: needs.text ? new ClipTokenizer(model.tokenizerJson, model.tokenizerConfig, textOptions) : undefined,
+      // The threads build the tokenizer; the event loop only needs its layout.
+      tokenizer: textEncoder !== undefined ? await textEncoder.layout : undefined,
       ...(textEncoder !== undefined ? { textEncoder } : {}),
       images,
       decodeConcurrency: 2 * decodeThreads,

@@ -1,18 +1,23 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { InputError, RowError } from '@vecmill/shared/errors';
-import type { RowFailure } from '@vecmill/shared/formats/embedding-table';
-import type { ClipTokenizer, TokenBatch } from './model/clip-tokenizer.js';
+import { InputError, VecmillError } from '@vecmill/shared/errors';
+import { ClipTokenizer } from './model/clip-tokenizer.js';
 import { l2NormalizeRows, type Embedder } from './model/embedder.js';
 import type { ImagePreprocessor } from './model/image-preprocessor.js';
+import { InlineTextEncoder } from './model/inline-text-encoder.js';
+import type { TokenLayout } from './model/token-layout.js';
 import type { BatchTextEncoder } from './model/tokenizer-pool.js';
 import type { PlannedInput, RunPlan } from '@vecmill/shared/run-plan';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
-import { readSplitLines, type SplitLine } from '@vecmill/shared/tsv/line-reader';
-import { parseRow } from '@vecmill/shared/tsv/row-parser';
+import { readSplitLineGroups, type SplitLine } from '@vecmill/shared/tsv/line-reader';
+import { createImageDecoder, type DecodedImages } from './decode-images.js';
+import { findReused } from './find-reused.js';
+import { hashForReuse } from './hash-for-reuse.js';
+import { parseBatch, type ParseBatchOptions, type ParsedBatch } from './parse-batch.js';
 import type { ReuseLookup } from './reuse-index.js';
 import { commitShard, readShardMarker, type ShardMarker, type StageTimings } from './shard-commit.js';
 import { ShardWriter } from './shard-writer.js';
+import { createBatchTokenizer, type TextGroup } from './tokenize-batch.js';
 
 /** The ports an embed processor works through; wiring differs between `run`, `worker` and tests. */
 export interface EmbedProcessorDeps {
@@ -21,9 +26,9 @@ export interface EmbedProcessorDeps {
   readonly openInput: (input: PlannedInput) => { store: ObjectStore; key: string };
   readonly output: ObjectStore;
   readonly embedder: Embedder;
-  /** Present when the input has text. */
-  readonly tokenizer: ClipTokenizer | undefined;
-  /** Tokenizes batches off the event loop, on every core (a thread pool in `vecmill run` and workers); absent, `tokenizer` encodes here. */
+  /** Present when the input has text: lays token ids out for the model (and encodes here when it is a ClipTokenizer and no `textEncoder` is given). */
+  readonly tokenizer: TokenLayout | undefined;
+  /** Tokenizes and hashes captions off the event loop, on every core (a thread pool in `vecmill run` and workers); absent, `tokenizer` encodes here. */
   readonly textEncoder?: BatchTextEncoder;
   /** Present when the input has images; a thread pool in production, so decoding never blocks the event loop. */
   readonly images: ImagePreprocessor | undefined;
@@ -51,24 +56,14 @@ export interface EmbedResult {
 }
 
 /**
- * One batch of rows after decoding and tokenizing, ready for the model. Row `r` of the batch is
- * line `lineIndex[r]` of the split; `textRows` / `imageRows` name the rows each model input
- * belongs to, in input order.
+ * One batch of rows after decoding and tokenizing, ready for the model. `textGroups` / `imageRows`
+ * name the rows each model input belongs to, in input order.
  */
-interface PreparedBatch {
-  readonly lineIndex: number[];
-  readonly offset: number[];
-  readonly text: (string | null)[];
-  readonly errors: (RowFailure | null)[];
+interface PreparedBatch extends Omit<ParsedBatch, 'images'> {
   /** Text model calls: rows grouped by token length, so each call pads as little as possible. */
-  readonly textGroups: { readonly rows: number[]; readonly tokens: TokenBatch }[];
+  readonly textGroups: readonly TextGroup[];
   readonly imageRows: number[];
   readonly pixels: Float32Array | undefined;
-  readonly textSha256: (Uint8Array | null)[];
-  readonly imageSha256: (Uint8Array | null)[];
-  /** Embeddings found in the `--reuse` output, by batch row: these rows skip that tower. */
-  readonly reusedText: Map<number, Float32Array>;
-  readonly reusedImage: Map<number, Float32Array>;
 }
 
 /**
@@ -106,7 +101,10 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
   // Without --reuse, base64 fields go to the preprocessing threads undecoded: decoding, hashing
   // and their garbage stay off the event loop. With --reuse the hash must be known before
   // decoding (a reused image is never decoded), so it is computed here.
-  const hashImagesHere = deps.reuse !== undefined;
+  const parseOptions: ParseBatchOptions = { kind: settings.kind, maxLineBytes: settings.maxLineBytes, decodeImages: deps.reuse !== undefined };
+  const decodeImages = deps.images === undefined ? undefined : createImageDecoder(deps.images, deps.decodeConcurrency);
+  const tokenizeBatch =
+    tokenizer === undefined ? undefined : createBatchTokenizer({ tokenizer, textEncoder: deps.textEncoder ?? inlineEncoder(tokenizer), padTo, batchSize: settings.batchSize });
 
   return async function processSplit(splitIndex, hooks = {}) {
     const split = plan.splits[splitIndex];
@@ -134,7 +132,10 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
     });
     const counts: SplitCounts = { rows: 0, ok: 0, reused: 0, failedByReason: {} };
     const splitRange = { index: split.index, key, etag: input.etag, start: split.start, end: split.end, objectSize: input.size };
-    const lines = readSplitLines(store, splitRange, { maxLineBytes: settings.maxLineBytes })[Symbol.asyncIterator]();
+    const groups = readSplitLineGroups(store, splitRange, { maxLineBytes: settings.maxLineBytes })[Symbol.asyncIterator]();
+    /** Lines read but not yet in a batch: a chunk's lines can end one batch and start the next. */
+    let pending: SplitLine[] = [];
+    let pendingAt = 0;
 
     // The previous batch's inference runs while the next batch is prepared. Its promise gets a
     // handler at once (so a rejection is never unhandled), is awaited before the next inference
@@ -148,10 +149,15 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
       const batch: SplitLine[] = [];
       let batchBytes = 0;
       while (batch.length < settings.batchSize * windowBatches && batchBytes < maxBatchBytes) {
-        const next = await settledWith(lines.next(), inflight);
-        if (next.done === true) break;
-        batch.push(next.value);
-        batchBytes += next.value.bytes.length;
+        if (pendingAt === pending.length) {
+          const next = await settledWith(groups.next(), inflight);
+          if (next.done === true) break;
+          pending = next.value;
+          pendingAt = 0;
+        }
+        const line = pending[pendingAt++] as SplitLine;
+        batch.push(line);
+        batchBytes += line.bytes.length;
       }
       timings.read += performance.now() - t0;
       if (batch.length === 0) break;
@@ -189,97 +195,30 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
     return { marker: result.marker, computed: result.committed };
   };
 
+  /** The data path of a batch up to the model: parse, find reused rows (`--reuse`), encode and hash captions, decode images, group captions into model calls. */
   async function prepareBatch(lines: readonly SplitLine[], firstLine: number, timings: Record<keyof StageTimings, number>): Promise<PreparedBatch> {
-    const b: PreparedBatch = {
-      lineIndex: [],
-      offset: [],
-      text: [],
-      errors: [],
-      textGroups: [],
-      imageRows: [],
-      pixels: undefined,
-      textSha256: [],
-      imageSha256: [],
-      reusedText: new Map(),
-      reusedImage: new Map(),
-    };
-    const images: Buffer[] = [];
-    const imageRows: number[] = [];
-    lines.forEach((line, r) => {
-      b.lineIndex.push(firstLine + r);
-      b.offset.push(line.offset);
-      b.textSha256.push(null);
-      b.imageSha256.push(null);
-      if (line.tooLong === true) {
-        b.text.push(null);
-        b.errors.push({ reason: 'line_too_long', message: `line is longer than --max-line-bytes ${settings.maxLineBytes}` });
-        return;
-      }
-      const parsed = parseRow(line.bytes, settings.kind, { decodeImage: hashImagesHere });
-      if (!parsed.ok) {
-        b.text.push(parsed.text ?? null);
-        b.errors.push({ reason: parsed.reason, message: parsed.message });
-        return;
-      }
-      b.text.push(parsed.text ?? null);
-      b.errors.push(null);
-      if (parsed.text !== undefined && tokenizer !== undefined) b.textSha256[r] = sha256(Buffer.from(parsed.text, 'utf8'));
-      if (parsed.image !== undefined) {
-        b.imageSha256[r] = sha256(parsed.image);
-        imageRows.push(r);
-        images.push(parsed.image);
-      }
-      if (parsed.imageBase64 !== undefined) {
-        imageRows.push(r);
-        images.push(parsed.imageBase64);
-      }
-    });
-    if (deps.reuse !== undefined) await findReused(deps.reuse, b, imageRows, images);
+    const batch = parseBatch(lines, firstLine, parseOptions);
+    if (deps.reuse !== undefined) {
+      hashForReuse(batch, { text: tokenizer !== undefined });
+      await findReused(deps.reuse, batch);
+    }
+    const t1 = performance.now();
+    const encoded = tokenizeBatch === undefined ? undefined : await tokenizeBatch.encode(batch);
+    timings.tokenize += performance.now() - t1;
 
-    let pixels: Float32Array | undefined;
-    const decodedRows: number[] = [];
-    if (images.length > 0 && deps.images !== undefined) {
-      const pool = deps.images;
+    let decoded: DecodedImages = { rows: [], pixels: undefined };
+    if (batch.images.bytes.length > 0 && decodeImages !== undefined) {
       const t0 = performance.now();
-      const buffer = new Float32Array(images.length * pixelsPerImage);
-      const okSlots = await mapLimit(images, deps.decodeConcurrency, async (bytes, slot) => {
-        try {
-          if (hashImagesHere) await pool.preprocessInto(bytes, buffer, slot * pixelsPerImage);
-          else b.imageSha256[imageRows[slot] as number] = await pool.preprocessBase64Into(bytes, buffer, slot * pixelsPerImage);
-          return true;
-        } catch (err) {
-          // Only the image's own fault is a row's error; a dead thread or a closed pool fails the attempt.
-          if (!(err instanceof RowError)) throw err;
-          b.errors[imageRows[slot] as number] = { reason: err.reason, message: err.message };
-          return false;
-        }
-      });
-      let write = 0;
-      okSlots.forEach((ok, slot) => {
-        if (!ok) return;
-        if (write !== slot) buffer.copyWithin(write * pixelsPerImage, slot * pixelsPerImage, (slot + 1) * pixelsPerImage);
-        decodedRows.push(imageRows[slot] as number);
-        write++;
-      });
-      pixels = write === 0 ? undefined : buffer.subarray(0, write * pixelsPerImage);
+      decoded = await decodeImages(batch);
       timings.decode += performance.now() - t0;
     }
 
-    const t1 = performance.now();
-    const textGroups: { rows: number[]; tokens: TokenBatch }[] = [];
-    if (tokenizer !== undefined) {
-      const rows = b.errors.flatMap((e, r) => (e === null && !b.reusedText.has(r) ? [r] : []));
-      const texts = rows.map((r) => b.text[r] ?? '');
-      const ids = deps.textEncoder !== undefined && texts.length > 0 ? await deps.textEncoder.encodeBatch(texts) : texts.map((t) => tokenizer.encode(t));
-      const encoded = rows.map((row, i) => ({ row, ids: ids[i] as number[] }));
-      if (padTo === undefined) encoded.sort((x, y) => x.ids.length - y.ids.length);
-      for (let i = 0; i < encoded.length; i += settings.batchSize) {
-        const group = encoded.slice(i, i + settings.batchSize);
-        textGroups.push({ rows: group.map((g) => g.row), tokens: tokenizer.packBatch(group.map((g) => g.ids), padTo) });
-      }
-    }
-    timings.tokenize += performance.now() - t1;
-    return { ...b, textGroups, imageRows: decodedRows, pixels };
+    const t2 = performance.now();
+    const textGroups = tokenizeBatch === undefined || encoded === undefined ? [] : tokenizeBatch.group(batch, encoded);
+    timings.tokenize += performance.now() - t2;
+    // The image fields are left behind: only what inference and the shard need lives on.
+    const { lineIndex, offset, text, errors, textSha256, imageSha256, reusedText, reusedImage } = batch;
+    return { lineIndex, offset, text, errors, textSha256, imageSha256, reusedText, reusedImage, textGroups, imageRows: decoded.rows, pixels: decoded.pixels };
   }
 
   /** Runs both towers for a batch and lays the vectors out row by row, as the table builder takes them. */
@@ -327,6 +266,12 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
   }
 }
 
+/** Encodes on the event loop: only with a whole tokenizer, as tests and tools give. */
+function inlineEncoder(tokenizer: TokenLayout): InlineTextEncoder {
+  if (!(tokenizer instanceof ClipTokenizer)) throw new VecmillError('E_INTERNAL', 'the embed processor was given a token layout without a text encoder to fill it');
+  return new InlineTextEncoder(tokenizer);
+}
+
 /** Adds a batch's rows to the split's counts; a row is reused when no tower ran for it. */
 function count(counts: SplitCounts, batch: PreparedBatch): void {
   batch.errors.forEach((e, r) => {
@@ -340,35 +285,6 @@ function count(counts: SplitCounts, batch: PreparedBatch): void {
     const imageDone = batch.imageSha256[r] === null || batch.reusedImage.has(r);
     if (textDone && imageDone && (batch.reusedText.has(r) || batch.reusedImage.has(r))) counts.reused++;
   });
-}
-
-/**
- * Looks every hashed row up in the previous output; reused images are dropped from `images`
- * (and `imageRows`) so they are never decoded.
- */
-async function findReused(reuse: ReuseLookup, b: PreparedBatch, imageRows: number[], images: Buffer[]): Promise<void> {
-  for (let r = 0; r < b.errors.length; r++) {
-    const th = b.textSha256[r];
-    if (th !== null && th !== undefined) {
-      const v = await reuse.find('text', th);
-      if (v !== undefined) b.reusedText.set(r, v);
-    }
-    const ih = b.imageSha256[r];
-    if (ih !== null && ih !== undefined) {
-      const v = await reuse.find('image', ih);
-      if (v !== undefined) b.reusedImage.set(r, v);
-    }
-  }
-  for (let k = imageRows.length - 1; k >= 0; k--) {
-    if (b.reusedImage.has(imageRows[k] as number)) {
-      imageRows.splice(k, 1);
-      images.splice(k, 1);
-    }
-  }
-}
-
-function sha256(bytes: Uint8Array): Uint8Array {
-  return createHash('sha256').update(bytes).digest();
 }
 
 /** Awaits `work`; when it fails, lets the in-flight inference settle first, so no work of a failed attempt outlives it. */
@@ -389,30 +305,4 @@ function allSettledOrThrow<T>(calls: readonly Promise<T>[]): Promise<T[]> {
     if (rejected !== undefined) throw rejected.reason;
     return settled.map((r) => (r as PromiseFulfilledResult<T>).value);
   });
-}
-
-/**
- * Runs `fn` over `items` with at most `limit` in flight; results keep the input order. After a
- * rejection no new item starts, and the first error is thrown only once every started call has
- * settled, so nothing of a failed attempt keeps running.
- */
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  let failed = false;
-  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length && !failed) {
-      const i = next++;
-      try {
-        out[i] = await fn(items[i] as T, i);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    }
-  });
-  const settled = await Promise.allSettled(lanes);
-  const rejected = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (rejected !== undefined) throw rejected.reason;
-  return out;
 }

@@ -6,7 +6,8 @@
  * Runs are interleaved (vecmill, peer, vecmill, ...) so background load hits both alike, and CPU
  * seconds are reported beside wall time. Nothing is asserted.
  *
- * Part of `npm run bench`; `npm run bench:host` runs these rows alone.
+ * Part of `npm run bench`; `npm run bench:host` runs these rows alone (`-- --text-only`: only the
+ * text rows; `-- --quick`: fewer rows, one repetition).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -33,6 +34,8 @@ export interface HostBenchContext {
   readonly record: RecordRow;
   /** Fewer rows and one repetition. */
   readonly quick: boolean;
+  /** Only the text rows (`--text-only`): the image rows take minutes. */
+  readonly textOnly?: boolean;
 }
 
 /** One `vecmill run` as test/support/measure-run.ts reports it. */
@@ -242,12 +245,28 @@ export async function runHostThroughputBench(ctx: HostBenchContext): Promise<voi
   const textTsv = join(work, 'host-text.tsv');
   await writeFile(textTsv, `${captions.join('\n')}\n`);
 
-  const pillow = hasPillow();
-  const script = join(work, 'pillow-peer.py');
-  await writeFile(script, pillowPeer);
   // GPU-node settings: batches of 256, and one onnxruntime thread, since the model's own CPU cost
   // (here next to nothing, on a GPU node nothing) is not what these rows measure.
   const common = ['--model', modelDir, '--batch-size', '256', '--threads', '1'];
+  const rate = (t: Tally): number => t.rows / t.seconds;
+  const perCpu = (t: Tally): number => t.rows / t.embedCpuSeconds;
+  const text = tally();
+  let aloneBest = 0;
+  const model = JSON.parse(readFileSync(join(modelDir, 'tokenizer.json'), 'utf8')) as unknown;
+  const tokenizerConfig = JSON.parse(readFileSync(join(modelDir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+  for (let r = 0; r < reps; r++) {
+    process.stderr.write(`  text, round ${r + 1}/${reps}: vecmill, tokenizer alone…\n`);
+    add(text, await runVecmill(root, ['--input', textTsv, '--kind', 'text', ...common], join(work, 'host-out-text')));
+    aloneBest = Math.max(aloneBest, tokenizerAlone(model, tokenizerConfig, captions.slice(0, 20_000), 1));
+  }
+  record('host_text_rows_per_s', 'text, vecmill run', rate(text), 'rows/s', `${text.rows} captions in ${reps} run(s), whole runs; ${perCpu(text).toFixed(0)} per CPU-second of the embedding phase`);
+  record('host_tokenizer_alone_per_cpu_s', 'tokenizer library alone, one core', aloneBest, 'captions/s', '@huggingface/tokenizers encode(), per CPU-second');
+  record('host_text_over_tokenizer_core', 'text / tokenizer alone on one core', rate(text) / aloneBest, 'x', `goal >= 1.5 on ${cores} cores`);
+  if (ctx.textOnly === true) return;
+
+  const pillow = hasPillow();
+  const script = join(work, 'pillow-peer.py');
+  await writeFile(script, pillowPeer);
   const exact = tally();
   const fast = tally();
   const peer = tally();
@@ -257,8 +276,6 @@ export async function runHostThroughputBench(ctx: HostBenchContext): Promise<voi
     if (pillow) add(peer, await runPillow(script, imagesTsv, cores));
     add(fast, await runVecmill(root, ['--input', imagesTsv, '--kind', 'image', '--fast-decode', ...common], join(work, 'host-out-fast')));
   }
-  const rate = (t: Tally): number => t.rows / t.seconds;
-  const perCpu = (t: Tally): number => t.rows / t.embedCpuSeconds;
   const wallNote = (t: Tally): string => `${t.rows} images in ${reps} run(s), whole runs; ${perCpu(t).toFixed(0)} per CPU-second of the embedding phase`;
   record('host_images_exact_per_s', 'images, exact path, vecmill run', rate(exact), 'images/s', wallNote(exact));
   record('host_images_fast_per_s', 'images, --fast-decode, vecmill run', rate(fast), 'images/s', wallNote(fast));
@@ -295,22 +312,9 @@ export async function runHostThroughputBench(ctx: HostBenchContext): Promise<voi
     record('host_resize_cpu_ms_vecmill', 'bicubic resize to 224 short edge, vecmill (WebAssembly SIMD)', mine.resize, 'ms', 'CPU per photo, whole resized image');
     record('host_resize_cpu_ms_pillow', 'bicubic resize to 224 short edge, Pillow', theirs.resize, 'ms', `CPU per photo; Pillow/vecmill ${(theirs.resize / mine.resize).toFixed(2)}x`);
   }
-
-  const text = tally();
-  let aloneBest = 0;
-  const model = JSON.parse(readFileSync(join(modelDir, 'tokenizer.json'), 'utf8')) as unknown;
-  const tokenizerConfig = JSON.parse(readFileSync(join(modelDir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
-  for (let r = 0; r < reps; r++) {
-    process.stderr.write(`  text, round ${r + 1}/${reps}: vecmill, tokenizer alone…\n`);
-    add(text, await runVecmill(root, ['--input', textTsv, '--kind', 'text', ...common], join(work, 'host-out-text')));
-    aloneBest = Math.max(aloneBest, tokenizerAlone(model, tokenizerConfig, captions.slice(0, 20_000), 1));
-  }
-  record('host_text_rows_per_s', 'text, vecmill run', rate(text), 'rows/s', `${text.rows} captions in ${reps} run(s), whole runs; ${perCpu(text).toFixed(0)} per CPU-second of the embedding phase`);
-  record('host_tokenizer_alone_per_cpu_s', 'tokenizer library alone, one core', aloneBest, 'captions/s', '@huggingface/tokenizers encode(), per CPU-second');
-  record('host_text_over_tokenizer_core', 'text / tokenizer alone on one core', rate(text) / aloneBest, 'x', `goal >= 1.5 on ${cores} cores`);
 }
 
-/** `npm run bench:host`: these rows alone, printed as a table and written to bench/host-results.json. */
+/** `npm run bench:host`: these rows alone, printed as a table and (unless `--text-only`) written to bench/host-results.json. */
 async function main(): Promise<void> {
   const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
   const work = join(root, 'bench', '.work');
@@ -323,10 +327,12 @@ async function main(): Promise<void> {
     rows.push({ name, value: `${value.toFixed(unit === 'x' || unit === '' ? 4 : 1)} ${unit}`.trim(), note });
     process.stderr.write(`  ${name}: ${value.toFixed(3)} ${unit} ${note}\n`);
   };
-  await runHostThroughputBench({ root, work, fixtures, record, quick: process.argv.includes('--quick') });
+  const textOnly = process.argv.includes('--text-only');
+  await runHostThroughputBench({ root, work, fixtures, record, quick: process.argv.includes('--quick'), textOnly });
   const machine = `${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
   const date = new Date().toISOString();
-  await writeFile(join(root, 'bench', 'host-results.json'), `${JSON.stringify({ date, machine, results }, null, 2)}\n`);
+  // A text-only run leaves the recorded results of the full bench as they are.
+  if (!textOnly) await writeFile(join(root, 'bench', 'host-results.json'), `${JSON.stringify({ date, machine, results }, null, 2)}\n`);
   process.stdout.write(`\nvecmill host throughput — ${date}\n${machine}\n\n| measure | value | note |\n|---|---|---|\n${rows.map((r) => `| ${r.name} | ${r.value} | ${r.note} |`).join('\n')}\n`);
 }
 

@@ -1,7 +1,7 @@
 import { Tokenizer } from '@huggingface/tokenizers';
 import { ModelError } from '@vecmill/shared/errors';
-import type { Embedder } from './embedder.js';
-import { familyTraits, type FamilyTraits, type ModelFamily } from '@vecmill/shared/model/model-family';
+import { familyTraits, type ModelFamily } from '@vecmill/shared/model/model-family';
+import { TokenLayout, type TokenLayoutOptions } from './token-layout.js';
 
 /**
  * Captions longer than this many UTF-16 units are cut before tokenizing: no family keeps more than
@@ -44,51 +44,20 @@ interface SpecialFrame {
  * token or `[SEP]` stays last, as `truncation=True` does), and padding with the pad token the
  * files name (CLIP pads with its end token; BERT with `[PAD]`; SigLIP with `</s>`).
  */
-export class ClipTokenizer {
+export class ClipTokenizer extends TokenLayout {
   readonly family: ModelFamily;
-  readonly contextLength: number;
   /** The last special token of a caption (CLIP's end-of-text, BERT's `[SEP]`, SigLIP's `</s>`), or undefined when none is added. */
   readonly endTokenId: number | undefined;
-  readonly padTokenId: number;
-  /** When a batch may be padded only to its longest caption (see `FamilyTraits.trimming`). */
-  readonly trimming: FamilyTraits['trimming'];
-  private readonly attendsToPadding: boolean;
   private readonly frame: SpecialFrame;
   private readonly tokenizer: Tokenizer;
 
   constructor(tokenizerJson: unknown, tokenizerConfig: Readonly<Record<string, unknown>>, options: ClipTokenizerOptions) {
-    if (typeof tokenizerJson !== 'object' || tokenizerJson === null) {
-      throw new ModelError('tokenizer.json is not a JSON object; the model folder needs a Hugging Face tokenizer.json');
-    }
-    this.family = options.family ?? 'clip';
-    const traits = familyTraits(this.family);
-    try {
-      this.tokenizer = new Tokenizer(tokenizerJson, tokenizerConfig);
-    } catch (err) {
-      throw new ModelError(`tokenizer.json cannot be loaded: ${(err as Error).message}`, {}, { cause: err });
-    }
-    if (this.family === 'clip' && this.tokenizer.token_to_id('<|endoftext|>') === undefined) {
-      throw new ModelError('tokenizer.json has no <|endoftext|> token; it is not a CLIP tokenizer (for another family, set config.json model_type)');
-    }
-    this.frame = specialFrame(tokenizerJson as Record<string, unknown>, (token) => this.tokenizer.token_to_id(token));
-    const bare = this.tokenizer.encode('').ids;
-    if (bare.join(',') !== [...this.frame.prefix, ...this.frame.suffix].join(',')) {
-      throw new ModelError(`tokenizer.json's post_processor adds special tokens vecmill cannot place (an empty caption gives ${bare.join(' ')}); pass the ${traits.tokenizerName} tokenizer.json of the model`);
-    }
-    this.endTokenId = this.frame.suffix[this.frame.suffix.length - 1];
-    const padToken = padTokenName(tokenizerJson as Record<string, unknown>, tokenizerConfig) ?? traits.defaultPadToken;
-    const pad = this.tokenizer.token_to_id(padToken);
-    if (pad === undefined) {
-      throw new ModelError(`tokenizer.json has no pad token ${padToken}; pass the ${traits.tokenizerName} tokenizer.json of a ${this.family} model, with tokenizer_config.json naming its pad_token`);
-    }
-    this.padTokenId = pad;
-    const reserved = this.frame.prefix.length + this.frame.suffix.length;
-    if (!Number.isInteger(options.contextLength) || options.contextLength <= reserved) {
-      throw new ModelError(`context length ${options.contextLength} leaves no room for a caption between ${reserved} special tokens; pass a larger --context-length`);
-    }
-    this.contextLength = options.contextLength;
-    this.trimming = traits.trimming;
-    this.attendsToPadding = traits.attendsToPadding;
+    const loaded = loadTokenizer(tokenizerJson, tokenizerConfig, options);
+    super(loaded.layout);
+    this.family = loaded.family;
+    this.endTokenId = loaded.frame.suffix[loaded.frame.suffix.length - 1];
+    this.frame = loaded.frame;
+    this.tokenizer = loaded.tokenizer;
   }
 
   /** Token ids of one caption, truncated to the context length with the special tokens kept at both ends. */
@@ -108,28 +77,52 @@ export class ClipTokenizer {
   encodeBatch(texts: readonly string[], padTo: number | undefined): TokenBatch {
     return this.packBatch(texts.map((t) => this.encode(t)), padTo);
   }
+}
 
-  /** Lays out already-encoded captions as one `[batch, seqLen]` tensor, padded as `encodeBatch` does. */
-  packBatch(encoded: readonly (readonly number[])[], padTo: number | undefined): TokenBatch {
-    const seqLen = padTo ?? Math.max(1, ...encoded.map((e) => e.length));
-    const lengths = encoded.map((e) => (this.attendsToPadding ? seqLen : Math.min(e.length, seqLen)));
-    const ids = new BigInt64Array(encoded.length * seqLen).fill(BigInt(this.padTokenId));
-    encoded.forEach((row, i) => {
-      for (let j = 0; j < row.length && j < seqLen; j++) ids[i * seqLen + j] = BigInt(row[j] ?? this.padTokenId);
-    });
-    return { ids, batch: encoded.length, seqLen, lengths };
-  }
+/** A tokenizer built from a model folder's files and checked, with what `TokenLayout` needs. */
+interface LoadedTokenizer {
+  readonly family: ModelFamily;
+  readonly tokenizer: Tokenizer;
+  readonly frame: SpecialFrame;
+  readonly layout: TokenLayoutOptions;
+}
 
-  /**
-   * The padding length for a text graph: undefined (pad to the batch's longest caption) only when
-   * trimming is asked for, the graph's sequence axis is dynamic, and the family makes it exact
-   * with this graph (CLIP always; Chinese-CLIP when the graph takes the attention mask; SigLIP
-   * never); else the graph's fixed length, else the context length.
-   */
-  padLength(trimText: boolean, graph: Pick<Embedder, 'textInput' | 'textTakesMask'>): number | undefined {
-    const exact = this.trimming === 'always' || (this.trimming === 'with-mask' && graph.textTakesMask);
-    return trimText && exact && graph.textInput.dynamic ? undefined : (graph.textInput.fixedLength ?? this.contextLength);
+/** Builds the Hugging Face tokenizer and checks that vecmill can place its special tokens and pad token. */
+function loadTokenizer(tokenizerJson: unknown, tokenizerConfig: Readonly<Record<string, unknown>>, options: ClipTokenizerOptions): LoadedTokenizer {
+  if (typeof tokenizerJson !== 'object' || tokenizerJson === null) {
+    throw new ModelError('tokenizer.json is not a JSON object; the model folder needs a Hugging Face tokenizer.json');
   }
+  const family = options.family ?? 'clip';
+  const traits = familyTraits(family);
+  let tokenizer: Tokenizer;
+  try {
+    tokenizer = new Tokenizer(tokenizerJson, tokenizerConfig);
+  } catch (err) {
+    throw new ModelError(`tokenizer.json cannot be loaded: ${(err as Error).message}`, {}, { cause: err });
+  }
+  if (family === 'clip' && tokenizer.token_to_id('<|endoftext|>') === undefined) {
+    throw new ModelError('tokenizer.json has no <|endoftext|> token; it is not a CLIP tokenizer (for another family, set config.json model_type)');
+  }
+  const frame = specialFrame(tokenizerJson as Record<string, unknown>, (token) => tokenizer.token_to_id(token));
+  const bare = tokenizer.encode('').ids;
+  if (bare.join(',') !== [...frame.prefix, ...frame.suffix].join(',')) {
+    throw new ModelError(`tokenizer.json's post_processor adds special tokens vecmill cannot place (an empty caption gives ${bare.join(' ')}); pass the ${traits.tokenizerName} tokenizer.json of the model`);
+  }
+  const padToken = padTokenName(tokenizerJson as Record<string, unknown>, tokenizerConfig) ?? traits.defaultPadToken;
+  const pad = tokenizer.token_to_id(padToken);
+  if (pad === undefined) {
+    throw new ModelError(`tokenizer.json has no pad token ${padToken}; pass the ${traits.tokenizerName} tokenizer.json of a ${family} model, with tokenizer_config.json naming its pad_token`);
+  }
+  const reserved = frame.prefix.length + frame.suffix.length;
+  if (!Number.isInteger(options.contextLength) || options.contextLength <= reserved) {
+    throw new ModelError(`context length ${options.contextLength} leaves no room for a caption between ${reserved} special tokens; pass a larger --context-length`);
+  }
+  return {
+    family,
+    tokenizer,
+    frame,
+    layout: { contextLength: options.contextLength, padTokenId: pad, trimming: traits.trimming, attendsToPadding: traits.attendsToPadding },
+  };
 }
 
 /**
