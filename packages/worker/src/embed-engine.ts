@@ -104,7 +104,6 @@ export class EmbedEngine {
       tokenizer: needs.text ? new ClipTokenizer(model.tokenizerJson, model.tokenizerConfig, textOptions) : undefined,
       ...(textEncoder !== undefined ? { textEncoder } : {}),
       images,
-      decodeConcurrency: 2 * decodeThreads,
       ...(reuse !== undefined ? { reuse } : {}),
     });
   }

@@ -33,6 +33,8 @@ export interface HostBenchContext {
   readonly record: RecordRow;
   /** Fewer rows and one repetition. */
   readonly quick: boolean;
+  /** Only the image rows (`--images`): the text rows take as long and change with other code. */
+  readonly imagesOnly?: boolean;
 }
 
 /** One `vecmill run` as test/support/measure-run.ts reports it. */
@@ -222,7 +224,7 @@ function photoPaths(fixtures: string): string[] {
 
 /** Records the host-throughput rows (see the file comment). */
 export async function runHostThroughputBench(ctx: HostBenchContext): Promise<void> {
-  const { root, work, fixtures, record, quick } = ctx;
+  const { root, work, fixtures, record, quick, imagesOnly = false } = ctx;
   const reps = quick ? 1 : 2;
   const cores = availableParallelism();
   const modelDir = join(work, 'model-host-bench');
@@ -296,6 +298,7 @@ export async function runHostThroughputBench(ctx: HostBenchContext): Promise<voi
     record('host_resize_cpu_ms_pillow', 'bicubic resize to 224 short edge, Pillow', theirs.resize, 'ms', `CPU per photo; Pillow/vecmill ${(theirs.resize / mine.resize).toFixed(2)}x`);
   }
 
+  if (imagesOnly) return;
   const text = tally();
   let aloneBest = 0;
   const model = JSON.parse(readFileSync(join(modelDir, 'tokenizer.json'), 'utf8')) as unknown;
@@ -310,7 +313,10 @@ export async function runHostThroughputBench(ctx: HostBenchContext): Promise<voi
   record('host_text_over_tokenizer_core', 'text / tokenizer alone on one core', rate(text) / aloneBest, 'x', `goal >= 1.5 on ${cores} cores`);
 }
 
-/** `npm run bench:host`: these rows alone, printed as a table and written to bench/host-results.json. */
+/**
+ * `npm run bench:host`: these rows alone, printed as a table and written to bench/host-results.json.
+ * `-- --images` runs only the image rows, `-- --quick` fewer rows and one repetition.
+ */
 async function main(): Promise<void> {
   const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
   const work = join(root, 'bench', '.work');
@@ -323,10 +329,14 @@ async function main(): Promise<void> {
     rows.push({ name, value: `${value.toFixed(unit === 'x' || unit === '' ? 4 : 1)} ${unit}`.trim(), note });
     process.stderr.write(`  ${name}: ${value.toFixed(3)} ${unit} ${note}\n`);
   };
-  await runHostThroughputBench({ root, work, fixtures, record, quick: process.argv.includes('--quick') });
+  const imagesOnly = process.argv.includes('--images');
+  await runHostThroughputBench({ root, work, fixtures, record, quick: process.argv.includes('--quick'), imagesOnly });
   const machine = `${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
   const date = new Date().toISOString();
-  await writeFile(join(root, 'bench', 'host-results.json'), `${JSON.stringify({ date, machine, results }, null, 2)}\n`);
+  const file = join(root, 'bench', 'host-results.json');
+  // `--images` keeps the text rows of the last full run beside the new image rows.
+  const earlier = imagesOnly && existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as { results?: Record<string, number> }).results : undefined;
+  await writeFile(file, `${JSON.stringify({ date, machine, results: { ...earlier, ...results } }, null, 2)}\n`);
   process.stdout.write(`\nvecmill host throughput — ${date}\n${machine}\n\n| measure | value | note |\n|---|---|---|\n${rows.map((r) => `| ${r.name} | ${r.value} | ${r.note} |`).join('\n')}\n`);
 }
 
