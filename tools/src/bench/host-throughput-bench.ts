@@ -314,8 +314,8 @@ export async function runHostThroughputBench(ctx: HostBenchContext): Promise<voi
 }
 
 /**
- * `npm run bench:host`: these rows alone, printed as a table and written to bench/host-results.json.
- * `-- --images` runs only the image rows, `-- --quick` fewer rows and one repetition.
+ * `npm run bench:host`: these rows alone, printed as a table and (unless `--images`) written to
+ * bench/host-results.json. `-- --images` runs only the image rows, `-- --quick` fewer rows and one repetition.
  */
 async function main(): Promise<void> {
   const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -333,10 +333,8 @@ async function main(): Promise<void> {
   await runHostThroughputBench({ root, work, fixtures, record, quick: process.argv.includes('--quick'), imagesOnly });
   const machine = `${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
   const date = new Date().toISOString();
-  const file = join(root, 'bench', 'host-results.json');
-  // `--images` keeps the text rows of the last full run beside the new image rows.
-  const earlier = imagesOnly && existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as { results?: Record<string, number> }).results : undefined;
-  await writeFile(file, `${JSON.stringify({ date, machine, results: { ...earlier, ...results } }, null, 2)}\n`);
+  // An image-only run leaves the recorded results of the full bench as they are.
+  if (!imagesOnly) await writeFile(join(root, 'bench', 'host-results.json'), `${JSON.stringify({ date, machine, results }, null, 2)}\n`);
   process.stdout.write(`\nvecmill host throughput — ${date}\n${machine}\n\n| measure | value | note |\n|---|---|---|\n${rows.map((r) => `| ${r.name} | ${r.value} | ${r.note} |`).join('\n')}\n`);
 }
 
