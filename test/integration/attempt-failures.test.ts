@@ -35,8 +35,8 @@ import { makeTempDir } from '../support/tmp.js';
 interface Faults {
   /** Wraps the real embedder. */
   readonly embedder?: (inner: Embedder) => Embedder;
-  /** Called before the n-th image (0-based) goes to the pool, with the pool's threads so far and a way to replace the pool. */
-  readonly beforeImage?: (n: number, pool: PreprocessPool, threads: readonly Worker[], replacePool: () => void) => Promise<void> | void;
+  /** Called as soon as the n-th batch of images (0-based) is with the pool, with the pool's threads so far and a way to replace the pool. */
+  readonly duringBatch?: (n: number, pool: PreprocessPool, threads: readonly Worker[], replacePool: () => void) => Promise<void> | void;
 }
 
 describe('a failure of ours fails the attempt, never a row', { timeout: 180_000 }, () => {
@@ -73,23 +73,19 @@ describe('a failure of ours fails the attempt, never a row', { timeout: 180_000 
       new PreprocessPool(folder.preprocessorConfig, { maxPixels: plan.settings.maxPixels, fastDecode: plan.settings.fastDecode }, 2, { onThreadStart: (w) => threads.push(w) });
     let pool = newPool();
     const pools = [pool];
-    let images = 0;
+    let batches = 0;
     const replacePool = (): void => {
       pool = newPool();
       pools.push(pool);
     };
-    const before = async (): Promise<void> => {
-      await faults.beforeImage?.(images++, pool, threads, replacePool);
-    };
     const preprocessor: ImagePreprocessor = {
       spec: pool.spec,
-      preprocessInto: async (bytes, out, offset) => {
-        await before();
-        return pool.preprocessInto(bytes, out, offset);
-      },
-      preprocessBase64Into: async (field, out, offset) => {
-        await before();
-        return pool.preprocessBase64Into(field, out, offset);
+      preprocessBatch: async (fields, base64, out) => {
+        const done = pool.preprocessBatch(fields, base64, out);
+        // Handled at once: the fault may make it reject before it is returned.
+        done.catch(() => undefined);
+        await faults.duringBatch?.(batches++, pool, threads, replacePool);
+        return done;
       },
       close: async () => undefined,
     };
@@ -104,7 +100,6 @@ describe('a failure of ours fails the attempt, never a row', { timeout: 180_000 
         embedder,
         tokenizer: new ClipTokenizer(folder.tokenizerJson, folder.tokenizerConfig, { contextLength: folder.config.contextLength }),
         images: preprocessor,
-        decodeConcurrency: 4,
       });
       const manifest = await new LocalQueue({ concurrency: 1, attempts: 3, backoffMs: 1 }).runFlow(
         plan.splits.map((s) => ({ split: s.index, bytes: s.end - s.start })),
@@ -135,8 +130,8 @@ describe('a failure of ours fails the attempt, never a row', { timeout: 180_000 
   it('a preprocessing thread terminated mid-split: the attempt is retried on a replacement thread', async () => {
     const out = join(dir, 'thread-killed');
     const run = await wiredRun(out, {
-      beforeImage: async (n, _pool, threads) => {
-        if (n === 10) await threads[0]!.terminate();
+      duringBatch: async (n, _pool, threads) => {
+        if (n === 2) await threads[0]!.terminate();
       },
     });
     await assertRetriedAndClean(out, run, /preprocessing thread exited/);
@@ -145,8 +140,8 @@ describe('a failure of ours fails the attempt, never a row', { timeout: 180_000 
   it('the pool closed mid-split: the attempt fails, nothing is committed, the retry publishes the clean output', async () => {
     const out = join(dir, 'pool-closed');
     const run = await wiredRun(out, {
-      beforeImage: async (n, pool, _threads, replacePool) => {
-        if (n !== 10) return;
+      duringBatch: async (n, pool, _threads, replacePool) => {
+        if (n !== 2) return;
         await pool.close();
         replacePool();
       },

@@ -1,49 +1,58 @@
-import { RowError } from '@vecmill/shared/errors';
 import type { ImagePreprocessor } from './model/image-preprocessor.js';
-import { mapLimit } from './map-limit.js';
+import type { PixelBatchBuffers } from './model/pixel-batch-buffers.js';
 import type { ParsedBatch } from './parse-batch.js';
 
-/** A batch's images as the vision tower takes them: `pixels` holds one CHW image per row of `rows`, in that order. */
+/**
+ * A batch's images as the vision tower takes them: `pixels` holds one CHW image per row of `rows`,
+ * in that order, at the start of a shared batch buffer. `release` gives the buffer back for the
+ * next batches; call it once the inference that reads `pixels` has settled.
+ */
 export interface DecodedImages {
   readonly rows: number[];
   /** Undefined when no image of the batch decoded. */
   readonly pixels: Float32Array | undefined;
+  readonly release: () => void;
 }
 
 /** Decodes a batch's images (see createImageDecoder). */
 export type ImageDecoder = (batch: ParsedBatch) => Promise<DecodedImages>;
 
 /**
- * The decode step of the embed path: preprocesses a batch's images into one buffer, at most
- * `concurrency` in flight so every preprocessing thread stays busy, then compacts the buffer so
- * the images that failed leave no gap. An image's own fault becomes its row's error; a dead thread
- * or a closed pool fails the attempt. Records each image's content hash when the threads decoded
- * its base64.
+ * The decode step of the embed path: the preprocessing threads write a batch's images straight
+ * into a reused shared buffer (no copy, no allocation here), then the images that failed are
+ * compacted away so they leave no gap. An image's own fault becomes its row's error; a dead
+ * thread or a closed pool fails the attempt. Records each image's content hash when the threads
+ * decoded its base64.
  */
-export function createImageDecoder(images: ImagePreprocessor, concurrency: number): ImageDecoder {
-  const pixelsPerImage = 3 * images.spec.outHeight * images.spec.outWidth;
+export function createImageDecoder(images: ImagePreprocessor, buffers: PixelBatchBuffers): ImageDecoder {
+  const per = buffers.floatsPerImage;
   return async function decodeImages(b) {
     const { rows, bytes, decoded } = b.images;
-    const buffer = new Float32Array(bytes.length * pixelsPerImage);
-    const okSlots = await mapLimit(bytes, concurrency, async (field, slot) => {
-      try {
-        if (decoded) await images.preprocessInto(field, buffer, slot * pixelsPerImage);
-        else b.imageSha256[rows[slot] as number] = await images.preprocessBase64Into(field, buffer, slot * pixelsPerImage);
-        return true;
-      } catch (err) {
-        if (!(err instanceof RowError)) throw err;
-        b.errors[rows[slot] as number] = { reason: err.reason, message: err.message };
-        return false;
-      }
-    });
+    const buffer = buffers.acquire();
+    const release = (): void => buffers.release(buffer);
+    let results;
+    try {
+      results = await images.preprocessBatch(bytes, !decoded, buffer);
+    } catch (err) {
+      release();
+      throw err;
+    }
     const decodedRows: number[] = [];
-    let write = 0;
-    okSlots.forEach((ok, slot) => {
-      if (!ok) return;
-      if (write !== slot) buffer.copyWithin(write * pixelsPerImage, slot * pixelsPerImage, (slot + 1) * pixelsPerImage);
-      decodedRows.push(rows[slot] as number);
-      write++;
+    results.forEach((result, slot) => {
+      const row = rows[slot] as number;
+      if ('error' in result) {
+        b.errors[row] = { reason: result.error.reason, message: result.error.message };
+        return;
+      }
+      if (!decoded) b.imageSha256[row] = result.sha256 ?? null;
+      const write = decodedRows.length;
+      if (write !== slot) buffer.copyWithin(write * per, slot * per, (slot + 1) * per);
+      decodedRows.push(row);
     });
-    return { rows: decodedRows, pixels: write === 0 ? undefined : buffer.subarray(0, write * pixelsPerImage) };
+    if (decodedRows.length === 0) {
+      release();
+      return { rows: decodedRows, pixels: undefined, release: () => undefined };
+    }
+    return { rows: decodedRows, pixels: buffer.subarray(0, decodedRows.length * per), release };
   };
 }

@@ -105,7 +105,6 @@ export class EmbedEngine {
       tokenizer: textEncoder !== undefined ? await textEncoder.layout : undefined,
       ...(textEncoder !== undefined ? { textEncoder } : {}),
       images,
-      decodeConcurrency: 2 * decodeThreads,
       ...(reuse !== undefined ? { reuse } : {}),
     });
   }

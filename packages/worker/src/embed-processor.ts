@@ -5,6 +5,7 @@ import { ClipTokenizer } from './model/clip-tokenizer.js';
 import { l2NormalizeRows, type Embedder } from './model/embedder.js';
 import type { ImagePreprocessor } from './model/image-preprocessor.js';
 import { InlineTextEncoder } from './model/inline-text-encoder.js';
+import { PixelBatchBuffers } from './model/pixel-batch-buffers.js';
 import type { TokenLayout } from './model/token-layout.js';
 import type { BatchTextEncoder } from './model/tokenizer-pool.js';
 import type { PlannedInput, RunPlan } from '@vecmill/shared/run-plan';
@@ -32,8 +33,6 @@ export interface EmbedProcessorDeps {
   readonly textEncoder?: BatchTextEncoder;
   /** Present when the input has images; a thread pool in production, so decoding never blocks the event loop. */
   readonly images: ImagePreprocessor | undefined;
-  /** Images in flight at once: enough to keep every preprocessing thread busy. */
-  readonly decodeConcurrency: number;
   /** `--reuse`: embeddings of an earlier run, found by content hash. */
   readonly reuse?: ReuseLookup;
 }
@@ -63,7 +62,9 @@ interface PreparedBatch extends Omit<ParsedBatch, 'images'> {
   /** Text model calls: rows grouped by token length, so each call pads as little as possible. */
   readonly textGroups: readonly TextGroup[];
   readonly imageRows: number[];
+  /** The batch's images in a shared batch buffer, which `releasePixels` gives back once inference has settled. */
   readonly pixels: Float32Array | undefined;
+  readonly releasePixels: () => void;
 }
 
 /**
@@ -102,7 +103,8 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
   // and their garbage stay off the event loop. With --reuse the hash must be known before
   // decoding (a reused image is never decoded), so it is computed here.
   const parseOptions: ParseBatchOptions = { kind: settings.kind, maxLineBytes: settings.maxLineBytes, decodeImages: deps.reuse !== undefined };
-  const decodeImages = deps.images === undefined ? undefined : createImageDecoder(deps.images, deps.decodeConcurrency);
+  // Two batch buffers: one batch prepares while the previous one is in inference.
+  const decodeImages = deps.images === undefined ? undefined : createImageDecoder(deps.images, new PixelBatchBuffers(settings.batchSize, pixelsPerImage, 2));
   const tokenizeBatch =
     tokenizer === undefined ? undefined : createBatchTokenizer({ tokenizer, textEncoder: deps.textEncoder ?? inlineEncoder(tokenizer), padTo, batchSize: settings.batchSize });
 
@@ -168,7 +170,9 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
       batch.length = 0;
       if (inflight !== undefined) await inflight;
       const inferBefore = timings.infer;
-      inflight = infer(prepared, timings).then(async (embedded) => {
+      const inferred = infer(prepared, timings);
+      void inferred.then(prepared.releasePixels, prepared.releasePixels);
+      inflight = inferred.then(async (embedded) => {
         await shard.append({ splitIndex, source: input.uri, ...embedded });
         count(counts, prepared);
         hooks.onProgress?.(counts.rows);
@@ -206,7 +210,7 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
     const encoded = tokenizeBatch === undefined ? undefined : await tokenizeBatch.encode(batch);
     timings.tokenize += performance.now() - t1;
 
-    let decoded: DecodedImages = { rows: [], pixels: undefined };
+    let decoded: DecodedImages = { rows: [], pixels: undefined, release: () => undefined };
     if (batch.images.bytes.length > 0 && decodeImages !== undefined) {
       const t0 = performance.now();
       decoded = await decodeImages(batch);
@@ -218,7 +222,7 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
     timings.tokenize += performance.now() - t2;
     // The image fields are left behind: only what inference and the shard need lives on.
     const { lineIndex, offset, text, errors, textSha256, imageSha256, reusedText, reusedImage } = batch;
-    return { lineIndex, offset, text, errors, textSha256, imageSha256, reusedText, reusedImage, textGroups, imageRows: decoded.rows, pixels: decoded.pixels };
+    return { lineIndex, offset, text, errors, textSha256, imageSha256, reusedText, reusedImage, textGroups, imageRows: decoded.rows, pixels: decoded.pixels, releasePixels: decoded.release };
   }
 
   /** Runs both towers for a batch and lays the vectors out row by row, as the table builder takes them. */
@@ -230,9 +234,7 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
       const per = pixelsPerImage;
       for (let i = 0; i < batch.imageRows.length; i += settings.batchSize) {
         const count = Math.min(settings.batchSize, batch.imageRows.length - i);
-        const whole = count === batch.imageRows.length && batch.pixels.byteOffset === 0 && batch.pixels.byteLength === batch.pixels.buffer.byteLength;
-        const pixels = whole ? batch.pixels : batch.pixels.slice(i * per, (i + count) * per);
-        imageCalls.push(embedder.embedImages(pixels, count, preprocess.outHeight, preprocess.outWidth));
+        imageCalls.push(embedder.embedImages(batch.pixels.subarray(i * per, (i + count) * per), count, preprocess.outHeight, preprocess.outWidth));
       }
     }
     const textCalls = batch.textGroups.map((g) => embedder.embedText(g.tokens));

@@ -7,7 +7,7 @@
  * seconds are reported beside wall time. Nothing is asserted.
  *
  * Part of `npm run bench`; `npm run bench:host` runs these rows alone (`-- --text-only`: only the
- * text rows; `-- --quick`: fewer rows, one repetition).
+ * text rows; `-- --images`: only the image rows; `-- --quick`: fewer rows, one repetition).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -36,6 +36,8 @@ export interface HostBenchContext {
   readonly quick: boolean;
   /** Only the text rows (`--text-only`): the image rows take minutes. */
   readonly textOnly?: boolean;
+  /** Only the image rows (`--images`): the text rows take as long and change with other code. */
+  readonly imagesOnly?: boolean;
 }
 
 /** One `vecmill run` as test/support/measure-run.ts reports it. */
@@ -250,18 +252,21 @@ export async function runHostThroughputBench(ctx: HostBenchContext): Promise<voi
   const common = ['--model', modelDir, '--batch-size', '256', '--threads', '1'];
   const rate = (t: Tally): number => t.rows / t.seconds;
   const perCpu = (t: Tally): number => t.rows / t.embedCpuSeconds;
-  const text = tally();
-  let aloneBest = 0;
-  const model = JSON.parse(readFileSync(join(modelDir, 'tokenizer.json'), 'utf8')) as unknown;
-  const tokenizerConfig = JSON.parse(readFileSync(join(modelDir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
-  for (let r = 0; r < reps; r++) {
-    process.stderr.write(`  text, round ${r + 1}/${reps}: vecmill, tokenizer alone…\n`);
-    add(text, await runVecmill(root, ['--input', textTsv, '--kind', 'text', ...common], join(work, 'host-out-text')));
-    aloneBest = Math.max(aloneBest, tokenizerAlone(model, tokenizerConfig, captions.slice(0, 20_000), 1));
+  async function measureText(): Promise<void> {
+    const text = tally();
+    let aloneBest = 0;
+    const model = JSON.parse(readFileSync(join(modelDir, 'tokenizer.json'), 'utf8')) as unknown;
+    const tokenizerConfig = JSON.parse(readFileSync(join(modelDir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+    for (let r = 0; r < reps; r++) {
+      process.stderr.write(`  text, round ${r + 1}/${reps}: vecmill, tokenizer alone…\n`);
+      add(text, await runVecmill(root, ['--input', textTsv, '--kind', 'text', ...common], join(work, 'host-out-text')));
+      aloneBest = Math.max(aloneBest, tokenizerAlone(model, tokenizerConfig, captions.slice(0, 20_000), 1));
+    }
+    record('host_text_rows_per_s', 'text, vecmill run', rate(text), 'rows/s', `${text.rows} captions in ${reps} run(s), whole runs; ${perCpu(text).toFixed(0)} per CPU-second of the embedding phase`);
+    record('host_tokenizer_alone_per_cpu_s', 'tokenizer library alone, one core', aloneBest, 'captions/s', '@huggingface/tokenizers encode(), per CPU-second');
+    record('host_text_over_tokenizer_core', 'text / tokenizer alone on one core', rate(text) / aloneBest, 'x', `goal >= 1.5 on ${cores} cores`);
   }
-  record('host_text_rows_per_s', 'text, vecmill run', rate(text), 'rows/s', `${text.rows} captions in ${reps} run(s), whole runs; ${perCpu(text).toFixed(0)} per CPU-second of the embedding phase`);
-  record('host_tokenizer_alone_per_cpu_s', 'tokenizer library alone, one core', aloneBest, 'captions/s', '@huggingface/tokenizers encode(), per CPU-second');
-  record('host_text_over_tokenizer_core', 'text / tokenizer alone on one core', rate(text) / aloneBest, 'x', `goal >= 1.5 on ${cores} cores`);
+  if (ctx.imagesOnly !== true) await measureText();
   if (ctx.textOnly === true) return;
 
   const pillow = hasPillow();
@@ -314,7 +319,10 @@ export async function runHostThroughputBench(ctx: HostBenchContext): Promise<voi
   }
 }
 
-/** `npm run bench:host`: these rows alone, printed as a table and (unless `--text-only`) written to bench/host-results.json. */
+/**
+ * `npm run bench:host`: these rows alone, printed as a table and (unless `--text-only` or `--images`)
+ * written to bench/host-results.json. `-- --images` runs only the image rows, `-- --quick` fewer rows and one repetition.
+ */
 async function main(): Promise<void> {
   const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
   const work = join(root, 'bench', '.work');
@@ -328,11 +336,12 @@ async function main(): Promise<void> {
     process.stderr.write(`  ${name}: ${value.toFixed(3)} ${unit} ${note}\n`);
   };
   const textOnly = process.argv.includes('--text-only');
-  await runHostThroughputBench({ root, work, fixtures, record, quick: process.argv.includes('--quick'), textOnly });
+  const imagesOnly = process.argv.includes('--images');
+  await runHostThroughputBench({ root, work, fixtures, record, quick: process.argv.includes('--quick'), textOnly, imagesOnly });
   const machine = `${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
   const date = new Date().toISOString();
-  // A text-only run leaves the recorded results of the full bench as they are.
-  if (!textOnly) await writeFile(join(root, 'bench', 'host-results.json'), `${JSON.stringify({ date, machine, results }, null, 2)}\n`);
+  // A text-only or image-only run leaves the recorded results of the full bench as they are.
+  if (!textOnly && !imagesOnly) await writeFile(join(root, 'bench', 'host-results.json'), `${JSON.stringify({ date, machine, results }, null, 2)}\n`);
   process.stdout.write(`\nvecmill host throughput — ${date}\n${machine}\n\n| measure | value | note |\n|---|---|---|\n${rows.map((r) => `| ${r.name} | ${r.value} | ${r.note} |`).join('\n')}\n`);
 }
 

@@ -1,4 +1,4 @@
-/** Messages between the main thread and the inference thread. Buffers travel as transferables. */
+/** Messages between the main thread and the inference thread. Buffers travel as transferables, or shared (SharedArrayBuffer batch tensors). */
 
 /** Session settings sent once when the thread starts. */
 export interface EmbedThreadInit {

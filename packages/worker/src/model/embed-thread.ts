@@ -123,9 +123,23 @@ async function main(): Promise<void> {
     return toFloat32(out[textOut]);
   }
 
+  /**
+   * onnxruntime-node refuses tensors over a SharedArrayBuffer (N-API's array-buffer accessor
+   * rejects shared memory), so a shared batch is copied once, here, into a buffer this thread
+   * keeps and reuses: no allocation per batch, and no copy on the event loop.
+   */
+  let sharedCopy = new Float32Array(0);
+  function ownPixels(pixels: Float32Array): Float32Array {
+    if (!(pixels.buffer instanceof SharedArrayBuffer)) return pixels;
+    if (sharedCopy.length < pixels.length) sharedCopy = new Float32Array(pixels.length);
+    const own = sharedCopy.subarray(0, pixels.length);
+    own.set(pixels);
+    return own;
+  }
+
   async function runImage(req: Extract<EmbedRequest, { kind: 'image' }>): Promise<Float32Array> {
     if (vision === undefined || visionOut === undefined) throw new Error('this run has no vision model');
-    const out = await vision.run({ pixel_values: new ort.Tensor('float32', req.pixels, [req.batch, 3, req.height, req.width]) }, [visionOut]);
+    const out = await vision.run({ pixel_values: new ort.Tensor('float32', ownPixels(req.pixels), [req.batch, 3, req.height, req.width]) }, [visionOut]);
     return toFloat32(out[visionOut]);
   }
 

@@ -33,7 +33,7 @@ interface Session {
 
 /**
  * The Embedder over onnxruntime-node. Sessions live in worker threads; batches cross as
- * transferred buffers (no copies), and calls return promises so the caller can decode the next
+ * transferred or shared buffers (no copies on this thread), and calls return promises so the caller can decode the next
  * batch while this one runs.
  *
  * A thread that dies (a crash in onnxruntime, a kill) fails only the calls it held, with a
@@ -112,8 +112,13 @@ export class OnnxEmbedder implements Embedder {
     return this.request({ kind: 'text', id: this.nextId++, ids, batch: tokens.batch, seqLen: tokens.seqLen, lengths: tokens.lengths }, [ids.buffer]);
   }
 
+  /**
+   * A batch tensor over a SharedArrayBuffer is shared with the inference thread, not transferred:
+   * the caller gets it back to reuse once the promise settles. Any other buffer is transferred.
+   */
   embedImages(pixels: Float32Array, batch: number, height: number, width: number): Promise<Float32Array> {
-    return this.request({ kind: 'image', id: this.nextId++, pixels, batch, height, width }, [pixels.buffer as ArrayBuffer]);
+    const transfer = pixels.buffer instanceof SharedArrayBuffer ? [] : [pixels.buffer as ArrayBuffer];
+    return this.request({ kind: 'image', id: this.nextId++, pixels, batch, height, width }, transfer);
   }
 
   async close(): Promise<void> {

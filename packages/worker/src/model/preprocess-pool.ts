@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { RowError, VecmillError, type RowErrorReason } from '@vecmill/shared/errors';
 import { parsePreprocessSpec, type DecodeOptions, type PreprocessSpec } from './image-preprocess.js';
-import type { ImagePreprocessor } from './image-preprocessor.js';
+import type { BatchImageResult, ImagePreprocessor } from './image-preprocessor.js';
 
 /** Sent once to each thread. */
 export interface PreprocessThreadInit {
@@ -9,18 +9,31 @@ export interface PreprocessThreadInit {
   readonly options: DecodeOptions;
 }
 
-/** One image to preprocess; the bytes are a transferred copy. */
+/**
+ * A run of consecutive images of a batch: their encoded bytes back to back in one transferred
+ * buffer (image `k` ends at `ends[k]`), written from slot `firstSlot` on into `out`, the batch
+ * tensor over shared memory.
+ */
 export interface PreprocessRequest {
   readonly id: number;
   readonly bytes: ArrayBuffer;
-  /** The bytes are a base64 field to decode (and hash) first. */
+  readonly ends: readonly number[];
+  /** The bytes are base64 fields to decode (and hash) first. */
   readonly base64: boolean;
+  readonly out: Float32Array;
+  readonly firstSlot: number;
 }
 
-/** Pixels (transferred) or why the image failed. */
-export type PreprocessReply =
-  | { readonly id: number; readonly pixels: Float32Array; readonly sha256: Uint8Array | undefined }
-  | { readonly id: number; readonly error: { readonly rowReason: RowErrorReason | undefined; readonly message: string } };
+/** One image's outcome: written (with its hash for base64 fields), or why it failed. */
+export type PreprocessImageReply =
+  | { readonly sha256: Uint8Array | undefined }
+  | { readonly error: { readonly rowReason: RowErrorReason | undefined; readonly message: string } };
+
+/** Sent once every image of the request is written or failed. */
+export interface PreprocessReply {
+  readonly id: number;
+  readonly images: readonly PreprocessImageReply[];
+}
 
 /** Test and supervision hooks of a PreprocessPool. */
 export interface PreprocessPoolHooks {
@@ -31,19 +44,29 @@ export interface PreprocessPoolHooks {
 /** Replacements in a row without a single reply before the pool gives up: a thread that cannot start is not retried forever. */
 const MAX_RESPAWNS_WITHOUT_REPLY = 3;
 
+/**
+ * Images per message at most. A message costs tens of microseconds against milliseconds per
+ * image, so a few images per message already make hand-offs negligible; more would leave one
+ * thread finishing a long run while the others wait at the end of each batch.
+ */
+const maxImagesPerMessage = 8;
+
+/** Messages each thread holds at once: while one image waits on sharp's decoder, the thread resizes another. */
+const messagesPerThread = 2;
+
 interface ThreadSlot {
   worker: Worker;
-  pending: number;
   /** The uncaught error the thread died of, reported by its 'error' event before 'exit'. */
   died: Error | undefined;
 }
 
 /**
- * A fixed pool of preprocessing threads. Each image goes to the thread with the fewest pending
- * images; results are copied into the caller's batch buffer, so batches still form one tensor.
+ * A fixed pool of preprocessing threads. A batch is cut into runs of a few images, each one message;
+ * every thread keeps two runs in hand, taking the next as one finishes, and writes each image
+ * straight into its slot of the caller's shared batch tensor: the main thread copies no pixels.
  *
  * Only a RowError (the thread's verdict on the image) describes the image. A thread that throws
- * anything else, or dies, is a failure of ours: its pending images reject with a VecmillError
+ * anything else, or dies, is a failure of ours: the batch rejects with a VecmillError
  * (`E_INTERNAL`, so the attempt is retried), or with the thread's own out-of-memory error, and the
  * thread is replaced at once, so a crash fails one attempt and never poisons later images.
  */
@@ -52,7 +75,7 @@ export class PreprocessPool implements ImagePreprocessor {
   private readonly init: PreprocessThreadInit;
   private readonly hooks: PreprocessPoolHooks;
   private readonly threads: ThreadSlot[];
-  private readonly waiting = new Map<number, { resolve: (r: { pixels: Float32Array; sha256: Uint8Array | undefined }) => void; reject: (e: Error) => void; thread: ThreadSlot }>();
+  private readonly waiting = new Map<number, { resolve: (r: readonly PreprocessImageReply[]) => void; reject: (e: Error) => void; thread: ThreadSlot }>();
   private nextId = 0;
   private respawnsWithoutReply = 0;
   private failure: Error | undefined;
@@ -64,29 +87,54 @@ export class PreprocessPool implements ImagePreprocessor {
     this.threads = Array.from({ length: Math.max(1, threads) }, () => this.start(undefined));
   }
 
-  async preprocessInto(bytes: Buffer, out: Float32Array, offset: number): Promise<void> {
-    out.set((await this.send(bytes, false)).pixels, offset);
+  async preprocessBatch(fields: readonly Buffer[], base64: boolean, out: Float32Array): Promise<BatchImageResult[]> {
+    if (!(out.buffer instanceof SharedArrayBuffer)) throw new TypeError('PreprocessPool writes into a batch tensor over a SharedArrayBuffer');
+    const per = 3 * this.spec.outHeight * this.spec.outWidth;
+    if (fields.length * per > out.length) throw new RangeError(`cannot write ${fields.length} images of ${per} floats into a buffer of ${out.length}`);
+    const results = new Array<BatchImageResult>(fields.length);
+    const runLength = Math.max(1, Math.min(maxImagesPerMessage, Math.ceil(fields.length / (this.threads.length * messagesPerThread * 2))));
+    let next = 0;
+    let failed = false;
+    // One lane per message a thread holds: each takes the next run as its previous one is done.
+    // After a failure no lane starts a run, and the batch rejects only once every run sent has
+    // settled, so no thread still writes into `out` when the caller reuses it.
+    const lanes = this.threads.flatMap((thread) =>
+      Array.from({ length: messagesPerThread }, async () => {
+        while (next < fields.length && !failed) {
+          const first = next;
+          next = Math.min(fields.length, next + runLength);
+          try {
+            const images = await this.send(thread, fields.slice(first, next), base64, out, first);
+            images.forEach((reply, k) => (results[first + k] = toResult(reply)));
+          } catch (err) {
+            failed = true;
+            throw err;
+          }
+        }
+      }),
+    );
+    const settled = await Promise.allSettled(lanes);
+    const rejected = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (rejected !== undefined) throw rejected.reason;
+    return results;
   }
 
-  async preprocessBase64Into(field: Buffer, out: Float32Array, offset: number): Promise<Uint8Array> {
-    const { pixels, sha256 } = await this.send(field, true);
-    out.set(pixels, offset);
-    return sha256 as Uint8Array;
-  }
-
-  private send(bytes: Buffer, base64: boolean): Promise<{ pixels: Float32Array; sha256: Uint8Array | undefined }> {
+  private send(thread: ThreadSlot, fields: readonly Buffer[], base64: boolean, out: Float32Array, firstSlot: number): Promise<readonly PreprocessImageReply[]> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
-    const thread = this.threads.reduce((a, b) => (b.pending < a.pending ? b : a));
+    const ends: number[] = [];
+    let total = 0;
+    for (const f of fields) ends.push((total += f.length));
+    const bytes = new ArrayBuffer(total);
+    const view = new Uint8Array(bytes);
+    fields.forEach((f, k) => view.set(f, k === 0 ? 0 : ends[k - 1]));
     const id = this.nextId++;
-    const copy = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
     return new Promise((resolve, reject) => {
-      thread.pending++;
       this.waiting.set(id, { resolve, reject, thread });
-      thread.worker.postMessage({ id, bytes: copy, base64 } satisfies PreprocessRequest, [copy]);
+      thread.worker.postMessage({ id, bytes, ends, base64, out, firstSlot } satisfies PreprocessRequest, [bytes]);
     });
   }
 
-  /** Rejects every pending and later image, and stops the threads. */
+/** Rejects every pending and later image, and stops the threads. */
   async close(): Promise<void> {
     this.fail(new VecmillError('E_INTERNAL', 'the preprocessing pool is closed'));
     await Promise.all(this.threads.map((t) => t.worker.terminate()));
@@ -95,7 +143,7 @@ export class PreprocessPool implements ImagePreprocessor {
   /** Starts a thread in `reused` (or a new slot); when it dies, its images fail and a new thread takes the slot. */
   private start(reused: ThreadSlot | undefined): ThreadSlot {
     const worker = new Worker(new URL('./preprocess-thread.js', import.meta.url), { workerData: this.init });
-    const slot = reused ?? { worker, pending: 0, died: undefined };
+    const slot = reused ?? { worker, died: undefined };
     slot.worker = worker;
     slot.died = undefined;
     worker.on('message', (reply: PreprocessReply) => this.settle(reply));
@@ -121,10 +169,9 @@ export class PreprocessPool implements ImagePreprocessor {
     const w = this.waiting.get(reply.id);
     if (w === undefined) return;
     this.waiting.delete(reply.id);
-    w.thread.pending--;
-    if ('pixels' in reply) w.resolve({ pixels: reply.pixels, sha256: reply.sha256 });
-    else if (reply.error.rowReason !== undefined) w.reject(new RowError(reply.error.rowReason, reply.error.message));
-    else w.reject(new VecmillError('E_INTERNAL', `preprocessing an image failed in a way that does not describe the image: ${reply.error.message}`));
+    const ours = reply.images.find((r) => 'error' in r && r.error.rowReason === undefined);
+    if (ours !== undefined && 'error' in ours) w.reject(new VecmillError('E_INTERNAL', `preprocessing an image failed in a way that does not describe the image: ${ours.error.message}`));
+    else w.resolve(reply.images);
   }
 
   private rejectThread(slot: ThreadSlot, err: Error): void {
@@ -133,7 +180,6 @@ export class PreprocessPool implements ImagePreprocessor {
       this.waiting.delete(id);
       w.reject(err);
     }
-    slot.pending = 0;
   }
 
   private fail(err: Error): void {
@@ -141,6 +187,12 @@ export class PreprocessPool implements ImagePreprocessor {
     for (const w of this.waiting.values()) w.reject(err);
     this.waiting.clear();
   }
+}
+
+/** A thread's verdict on one image as the port reports it. */
+function toResult(reply: PreprocessImageReply): BatchImageResult {
+  if (!('error' in reply)) return { sha256: reply.sha256 };
+  return { error: new RowError(reply.error.rowReason as RowErrorReason, reply.error.message) };
 }
 
 /** True for the error a thread dies of when it runs out of heap. */

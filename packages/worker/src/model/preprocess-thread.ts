@@ -1,37 +1,40 @@
 /**
  * Entry point of a preprocessing thread: base64-decode, hash, decode with sharp and resize with
- * the exact bicubic resampler here, so that none of it (nor the garbage it makes) ever runs on
- * the event loop that renews queue locks, and so that it uses every core.
+ * the exact bicubic resampler here, writing each image's floats straight into its slot of the
+ * shared batch tensor, so that none of it (nor the garbage it makes) ever runs on the event loop
+ * that renews queue locks, and so that it uses every core.
  */
 import { createHash } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import { RowError } from '@vecmill/shared/errors';
 import { decodeBase64Strict } from '@vecmill/shared/tsv/base64';
-import { preprocessImage, parsePreprocessSpec, type DecodeOptions } from './image-preprocess.js';
-import type { PreprocessReply, PreprocessRequest, PreprocessThreadInit } from './preprocess-pool.js';
+import { preprocessImageInto, parsePreprocessSpec, type DecodeOptions } from './image-preprocess.js';
+import type { PreprocessImageReply, PreprocessReply, PreprocessRequest, PreprocessThreadInit } from './preprocess-pool.js';
 
 const init = workerData as PreprocessThreadInit;
 const spec = parsePreprocessSpec(init.preprocessorConfig);
 const options: DecodeOptions = init.options;
+const perImage = 3 * spec.outHeight * spec.outWidth;
 const port = parentPort;
 if (port === null) throw new Error('preprocess-thread must run as a worker thread');
 
-/** Decodes the request's bytes (base64 fields are decoded and hashed here, off the event loop). */
-async function run(req: PreprocessRequest): Promise<{ pixels: Float32Array; sha256: Uint8Array | undefined }> {
-  const input = Buffer.from(req.bytes);
-  const bytes = req.base64 ? decodeBase64Strict(input) : input;
-  const pixels = await preprocessImage(bytes, spec, options);
-  return { pixels, sha256: req.base64 ? new Uint8Array(createHash('sha256').update(bytes).digest()) : undefined };
+/** One image of the request into its slot; base64 fields are decoded and hashed here, off the event loop. */
+async function one(req: PreprocessRequest, k: number): Promise<PreprocessImageReply> {
+  const start = k === 0 ? 0 : (req.ends[k - 1] as number);
+  const input = Buffer.from(req.bytes, start, (req.ends[k] as number) - start);
+  try {
+    const bytes = req.base64 ? decodeBase64Strict(input) : input;
+    await preprocessImageInto(bytes, spec, options, req.out, (req.firstSlot + k) * perImage);
+    return { sha256: req.base64 ? new Uint8Array(createHash('sha256').update(bytes).digest()) : undefined };
+  } catch (err) {
+    return { error: { rowReason: err instanceof RowError ? err.reason : undefined, message: err instanceof Error ? err.message : String(err) } };
+  }
 }
 
 port.on('message', (req: PreprocessRequest) => {
-  run(req).then(
-    ({ pixels, sha256 }) =>
-      port.postMessage({ id: req.id, pixels, sha256 } satisfies PreprocessReply, [pixels.buffer as ArrayBuffer, ...(sha256 === undefined ? [] : [sha256.buffer as ArrayBuffer])]),
-    (err: unknown) =>
-      port.postMessage({
-        id: req.id,
-        error: { rowReason: err instanceof RowError ? err.reason : undefined, message: err instanceof Error ? err.message : String(err) },
-      } satisfies PreprocessReply),
-  );
+  void (async () => {
+    const images: PreprocessImageReply[] = [];
+    for (let k = 0; k < req.ends.length; k++) images.push(await one(req, k));
+    port.postMessage({ id: req.id, images } satisfies PreprocessReply);
+  })();
 });

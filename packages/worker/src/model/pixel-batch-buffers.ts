@@ -1,0 +1,30 @@
+/**
+ * Batch tensors in shared memory, reused from batch to batch: preprocessing threads write each
+ * image's CHW floats straight into its slot, so the main thread never copies pixels, and no
+ * batch-sized buffer is allocated (page-faulted, zeroed, collected) per batch. Each buffer holds
+ * `batchImages * floatsPerImage` floats; at most `keep` wait for reuse, so what stays allocated is
+ * fixed by configuration. A buffer never given back (a failed attempt) is simply collected.
+ */
+export class PixelBatchBuffers {
+  private readonly free: Float32Array[] = [];
+
+  /**
+   * @param keep buffers kept for reuse: two per split in flight, one batch preparing while the
+   *   previous one is in inference.
+   */
+  constructor(
+    readonly batchImages: number,
+    readonly floatsPerImage: number,
+    private readonly keep: number,
+  ) {}
+
+  /** A whole buffer over a SharedArrayBuffer: a free one, or a new one when none is free. */
+  acquire(): Float32Array {
+    return this.free.pop() ?? new Float32Array(new SharedArrayBuffer(this.batchImages * this.floatsPerImage * Float32Array.BYTES_PER_ELEMENT));
+  }
+
+  /** Takes a buffer back once nothing reads or writes it any more (its batch's inference has settled). */
+  release(buffer: Float32Array): void {
+    if (this.free.length < this.keep && !this.free.includes(buffer)) this.free.push(buffer);
+  }
+}
