@@ -12,11 +12,14 @@ export interface ShardChunkOptions {
   readonly maxRows?: number;
   /**
    * Approximate in-memory bytes of a chunk (embeddings, hashes, strings), checked after each
-   * batch. Default 16 MiB: about 5,400 rows of one 768-dim float32 tower, 4,000 of two 512-dim
-   * ones. Every split in flight holds a chunk being filled plus, while it is encoded and
-   * uploaded, about three more of its size, and Parquet encoding runs in 32-bit WebAssembly (whose
-   * memory never shrinks) and blocks the event loop: small chunks keep all three low, so peak
-   * memory barely changes with --concurrency either.
+   * batch. Default 4 MiB: about 1,340 rows of one 768-dim float32 tower, 1,000 of two 512-dim
+   * ones. Every split in flight holds a chunk being filled (in buffers grown by doubling, so up
+   * to twice the cap) plus, while it is encoded and uploaded, about three more copies of its
+   * size; Parquet encoding runs in 32-bit WebAssembly, whose memory never shrinks and grows to
+   * about five chunks (the merger's read-then-write of one chunk included), and it blocks the
+   * event loop. Measured with 768-dim captions: 16 MiB chunks left the process at about 480 MiB
+   * with 115 MiB of WebAssembly memory, 4 MiB at about 325 MiB with 28 MiB, and a second split
+   * in flight adds about 15 MiB. The cost is four times the parts (see the README's bench).
    */
   readonly maxBytes?: number;
 }
@@ -24,7 +27,7 @@ export interface ShardChunkOptions {
 /** Chunks close at whichever bound comes first; a split's memory never depends on its rows. */
 export const DEFAULT_SHARD_CHUNK_OPTIONS: Required<ShardChunkOptions> = {
   maxRows: 65_536,
-  maxBytes: 16 * 2 ** 20,
+  maxBytes: 4 * 2 ** 20,
 };
 
 /** Where a writer stores its chunks and what they hold. */
