@@ -16,10 +16,10 @@ export interface ShardChunkOptions {
    * ones. Every split in flight holds a chunk being filled (in buffers grown by doubling, so up
    * to twice the cap) plus, while it is encoded and uploaded, about three more copies of its
    * size; Parquet encoding runs in 32-bit WebAssembly, whose memory never shrinks and grows to
-   * about five chunks (the merger's read-then-write of one chunk included), and it blocks the
-   * event loop. Measured with 768-dim captions: 16 MiB chunks left the process at about 480 MiB
-   * with 115 MiB of WebAssembly memory, 4 MiB at about 325 MiB with 28 MiB, and a second split
-   * in flight adds about 15 MiB. The cost is four times the parts (see the README's bench).
+   * five to seven chunks (the merger reads and rewrites each chunk), and it blocks the
+   * event loop. Measured on 78k captions with a 768-dim tower: peak RSS 480 MiB at 16 MiB
+   * chunks (115 MiB of it WebAssembly), 411 at 8, 324 at 4 (28 MiB WebAssembly), 317 at 2; a
+   * second split in flight adds about 16 MiB at 4 MiB. Four times the parts of 16 MiB is the cost.
    */
   readonly maxBytes?: number;
 }
