@@ -1,4 +1,5 @@
 import {
+  CopyObjectCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
@@ -218,6 +219,16 @@ export class S3Store implements ObjectStore {
       if (status === 412 || status === 409) return false;
       throw s3Error(err, 'write', this.uri(full));
     }
+  }
+
+  async copy(sourceKey: string, targetKey: string): Promise<void> {
+    const source = this.fullKey(sourceKey, false);
+    const target = this.fullKey(targetKey, false);
+    // CopyObject takes objects up to 5 GiB in one request, far above any file vecmill stages.
+    const copySource = `${this.bucket}/${source.split('/').map(encodeURIComponent).join('/')}`;
+    await this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: target, CopySource: copySource })).catch((err: unknown) => {
+      throw s3Error(err, statusOf(err) === 404 ? 'read' : 'write', this.uri(statusOf(err) === 404 ? source : target));
+    });
   }
 
   async delete(key: string): Promise<void> {
