@@ -228,7 +228,9 @@ async function listObjectsV2(ctx: KoaContext, store: S3rverStore, bucket: string
   }
   const token = text('continuation-token');
   const startAfter = token !== '' ? Buffer.from(token, 'base64url').toString('utf8') : text('start-after');
-  const keys = (await allKeys(store.getBucketPath(bucket), ''))
+  // Only the folder the prefix names is walked: a listing of `embeddings/` never reads `shards/`.
+  const folder = prefix.slice(0, prefix.lastIndexOf('/') + 1);
+  const keys = (await allKeys(join(store.getBucketPath(bucket), ...folder.split('/').filter((p) => p !== '')), folder))
     .filter((k) => k.startsWith(prefix) && Buffer.compare(Buffer.from(k), Buffer.from(startAfter)) > 0)
     .filter((k) => !(delimiter !== '' && startAfter.endsWith(delimiter) && k.startsWith(startAfter)))
     .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));

@@ -141,15 +141,17 @@ function checkMarker(m: ShardMarker, split: number, plan: RunPlan, output: Objec
 }
 
 /**
- * Lists each final folder once and checks every marker's files are there with their sizes; a
+ * Lists each final folder once (the folders at once) and checks every marker's files are there with their sizes; a
  * missing or mis-sized one (a worker killed between its marker and the end of its promotion) is
  * copied again from its staged key. Repairs run with the same bounded parallelism as reads.
  */
 async function verifyPromotion(output: ObjectStore, markers: readonly CommittedShardMarker[]): Promise<void> {
   const sizes = new Map<string, number>();
-  for (const prefix of outputKeys.finalPrefixes) {
-    for await (const info of output.list(prefix)) sizes.set(info.key, info.size);
-  }
+  await Promise.all(
+    outputKeys.finalPrefixes.map(async (prefix) => {
+      for await (const info of output.list(prefix)) sizes.set(info.key, info.size);
+    }),
+  );
   const repairs: { marker: CommittedShardMarker; files: StagedFile[] }[] = [];
   for (const marker of markers) {
     const files = marker.files.filter((f) => sizes.get(f.key) !== f.bytes);
