@@ -12,6 +12,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { ConfigError, NotFoundError, StorageError, VecmillError } from '../errors.js';
 import { describeKeyProblem } from './location.js';
 import type { ObjectInfo, ObjectStore } from './object-store.js';
+import { withRetry } from './retry.js';
 
 /** How to reach S3 or an S3-compatible server (MinIO, s3rver). Taken as data so only the config loader reads the environment. */
 export interface S3ClientOptions {
@@ -87,11 +88,14 @@ export class S3Store implements ObjectStore {
     const full = this.fullKey(prefix, true);
     let token: string | undefined;
     do {
-      const page = await this.client
-        .send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: full, MaxKeys: this.options.listPageSize, ContinuationToken: token }))
-        .catch((err: unknown) => {
+      const input = { Bucket: this.bucket, Prefix: full, MaxKeys: this.options.listPageSize, ContinuationToken: token };
+      // A page is idempotent to fetch again; its answer can break mid-body after the SDK's own
+      // retries are over (a cut XML body), which would otherwise fail a whole publish.
+      const page = await withRetry(() =>
+        this.client.send(new ListObjectsV2Command(input)).catch((err: unknown) => {
           throw s3Error(err, 'list', this.uri(full));
-        });
+        }),
+      );
       for (const object of page.Contents ?? []) {
         if (object.Key === undefined) continue;
         yield {
