@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import type { Manifest } from '@vecmill/shared/manifest';
 import { outputKeys, type RunPlan } from '@vecmill/shared/run-plan';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
-import { commitShard, forEachLimited, type StagedFile } from '@vecmill/worker/shard-commit';
+import { forEachLimited } from '@vecmill/worker/for-each-limited';
+import { commitShard, type StagedFile } from '@vecmill/worker/shard-commit';
 import { ShardWriter } from '@vecmill/worker/shard-writer';
 
 /** How a synthetic split is filled: small tables, so a run of hundreds of splits commits in seconds. */

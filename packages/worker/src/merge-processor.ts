@@ -3,7 +3,8 @@ import { readManifestIfPublished, type Manifest, type ManifestFile } from '@vecm
 import type { RunEventSink } from '@vecmill/shared/queue/run-events';
 import { outputKeys, rowId, type FileRole, type RunPlan } from '@vecmill/shared/run-plan';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
-import { checkFileRows, forEachLimited, parseShardMarker, promoteFiles, type CommittedShardMarker, type ShardMarker, type StagedFile } from './shard-commit.js';
+import { forEachLimited } from './for-each-limited.js';
+import { checkFileRows, parseShardMarker, promoteFiles, type CommittedShardMarker, type ShardMarker, type StagedFile } from './shard-commit.js';
 
 /** The ports the merger works through. */
 export interface MergeDeps {

@@ -3,6 +3,7 @@ import { stageTimingFields } from '@vecmill/shared/manifest';
 import { outputKeys, type FileRole } from '@vecmill/shared/run-plan';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
 import { parseVersionedJson, type VersionedJsonFormat } from '@vecmill/shared/versioned-json';
+import { forEachLimited } from './for-each-limited.js';
 
 /** Milliseconds spent per stage of a split: where a slow run loses its time. */
 export interface StageTimings {
@@ -178,15 +179,6 @@ export async function promoteFiles(store: ObjectStore, marker: CommittedShardMar
       }
     }
   });
-}
-
-/** Runs `fn` on every item with at most `limit` calls in flight; the first failure fails the whole. */
-export async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const lane = async (): Promise<void> => {
-    while (next < items.length) await fn(items[next++] as T);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
 }
 
 /** Fields every marker version has, and the remedy for a damaged one. */
