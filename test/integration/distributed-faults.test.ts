@@ -166,8 +166,12 @@ describe('distributed mode: crashes, stops and S3 faults at exact commit steps',
     let release: () => void = () => undefined;
     const held = new Promise<void>((resolve) => (release = resolve));
     let victim: WorkerProcess | undefined;
+    let stopped = false;
     a.tap.hooks.before = async (r): Promise<TapAction> => {
-      if (!isData(r, VICTIM)) return 'forward';
+      // Once: a chunk stages several files at once, and a second PUT reaching the tap after
+      // SIGCONT must not stop the worker again.
+      if (!isData(r, VICTIM) || stopped) return 'forward';
+      stopped = true;
       victim!.child.kill('SIGSTOP');
       await held;
       return 'forward';
