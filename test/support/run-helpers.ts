@@ -3,7 +3,7 @@ import * as arrow from 'apache-arrow';
 import { loadRunConfig, type RunConfig } from '@vecmill/shared/config';
 import { COLUMNS, readEmbeddingTable, type EmbeddingTable } from '@vecmill/shared/formats/embedding-table';
 import { readParquet } from '@vecmill/shared/formats/parquet-io';
-import type { Manifest } from '@vecmill/shared/manifest';
+import { partRanges, type Manifest } from '@vecmill/shared/manifest';
 import type { RunEvent } from '@vecmill/shared/queue/run-events';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
 
@@ -59,4 +59,12 @@ export async function checkRowIds(store: ObjectStore, manifest: Manifest): Promi
     }
   }
   return positions;
+}
+
+/** The contiguous position (0…n-1, output order) of the row with this id, from the manifest's part ranges. */
+export function positionOf(manifest: Manifest, id: bigint | number): number {
+  const n = Number(id);
+  const part = partRanges(manifest).find((p) => n >= p.firstId && n < p.firstId + p.rows);
+  assert.ok(part !== undefined, `id ${id} is in a part of the output`);
+  return part.firstRow + (n - part.firstId);
 }
