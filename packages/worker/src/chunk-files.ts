@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { setImmediate } from 'node:timers/promises';
 import * as arrow from 'apache-arrow';
 import { CommitError } from '@vecmill/shared/errors';
 import { COLUMNS, type EmbeddingTable, type Modality } from '@vecmill/shared/formats/embedding-table';
@@ -6,6 +7,9 @@ import { featureTsvLines } from '@vecmill/shared/formats/easynlp-tsv';
 import { npyHeader } from '@vecmill/shared/formats/npy-writer';
 import { writeParquet } from '@vecmill/shared/formats/parquet-io';
 import { outputKeys, rowId, type FileRole } from '@vecmill/shared/run-plan';
+
+/** Rows formatted as EasyNLP text between two turns of the event loop (32 × 768 floats is a few ms). */
+const TSV_ROWS_PER_SLICE = 32;
 
 /** Which final files a chunk gets and how they are named: fixed by the run's plan. */
 export interface ChunkLayout {
@@ -39,7 +43,7 @@ export interface ChunkFile {
  * attempt fails before anything is staged. A chunk without ok rows gets no `.npy`/metadata, one
  * without failed rows no errors file.
  */
-export function chunkFiles(chunk: EmbeddingTable, firstLine: number, layout: ChunkLayout): ChunkFile[] {
+export async function chunkFiles(chunk: EmbeddingTable, firstLine: number, layout: ChunkLayout): Promise<ChunkFile[]> {
   checkLines(chunk, firstLine, layout.splitIndex);
   const table = chunk.withRowIndex(Number(rowId(layout.splitIndex, firstLine)));
   const wanted: Modality[] = [...(table.hasImage ? (['image'] as const) : []), ...(table.hasText ? (['text'] as const) : [])];
@@ -60,8 +64,14 @@ export function chunkFiles(chunk: EmbeddingTable, firstLine: number, layout: Chu
   if (failed > 0) files.push(file('errors', failed, writeParquet(errorTable(table))));
   if (layout.tsv) {
     for (const m of wanted) {
-      const text = Buffer.concat(Array.from(featureTsvLines(table, m), (lines) => Buffer.from(lines, 'utf8')));
-      files.push(file(m === 'image' ? 'tsv-image' : 'tsv-text', table.numRows, text));
+      // Formatting floats as text is the slowest step: a few rows at a time, yielding between
+      // them, so a worker's event loop keeps renewing its BullMQ locks during a large chunk.
+      const pieces: Buffer[] = [];
+      for (const lines of featureTsvLines(table, m, TSV_ROWS_PER_SLICE)) {
+        pieces.push(Buffer.from(lines, 'utf8'));
+        await setImmediate();
+      }
+      files.push(file(m === 'image' ? 'tsv-image' : 'tsv-text', table.numRows, Buffer.concat(pieces)));
     }
   }
   return files;

@@ -106,7 +106,7 @@ export class ShardWriter {
     const t0 = performance.now();
     const layout = { ...(await this.chunkLayout()), chunkIndex: this.chunks++ };
     const table = new EmbeddingTable(this.builder.build());
-    const files = chunkFiles(table, this.lines, layout);
+    const files = await chunkFiles(table, this.lines, layout);
     this.lines += table.numRows;
     this.builder.reset();
     const staged = files.map((f) => ({ ...f, staged: outputKeys.staged(this.options.splitIndex, this.options.attempt, f.key) }));
