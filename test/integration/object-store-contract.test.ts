@@ -174,6 +174,29 @@ for (const adapter of adapters) {
       assert.equal((await store.read('keep')).toString(), 'complete');
     });
 
+    it('copy makes an identical object under the target key, overwrites it, and leaves the source', async () => {
+      const store = await adapter.fresh();
+      const body = pattern(3000);
+      await store.put('staged/a/chunk.bin', body);
+      await store.put('final/part.bin', Buffer.from('older bytes'));
+      await store.copy('staged/a/chunk.bin', 'final/part.bin');
+      assert.deepEqual(await store.read('final/part.bin'), body);
+      assert.equal((await store.stat('final/part.bin')).size, body.length);
+      await store.copy('staged/a/chunk.bin', 'final/part.bin');
+      assert.deepEqual(await store.read('final/part.bin'), body, 'copying again gives the same bytes');
+      assert.deepEqual(await store.read('staged/a/chunk.bin'), body);
+      await store.delete('staged/a/chunk.bin');
+      assert.deepEqual(await store.read('final/part.bin'), body, 'the copy outlives its source');
+      assert.deepEqual(await keysOf(store, ''), ['final/part.bin']);
+    });
+
+    it('copy of a missing source throws NotFoundError and creates nothing', async () => {
+      const store = await adapter.fresh();
+      await assert.rejects(store.copy('staged/none.bin', 'final/none.bin'), NotFoundError);
+      assert.equal(await store.exists('final/none.bin'), false);
+      assert.deepEqual(await keysOf(store, ''), []);
+    });
+
     it('description names the location and localPath is a path only for disk stores', async () => {
       const store = await adapter.fresh();
       assert.ok(store.description.length > 0);

@@ -44,7 +44,8 @@ describe('vecmill export lancedb', () => {
     const query = Float32Array.from(block.embeddings.subarray(row * big.dims, (row + 1) * big.dims));
     const hits = await table.vectorSearch(query).column(LANCE_COLUMNS.text).distanceType('cosine').limit(2).toArray();
     assert.equal(Number(hits[0].id), Number(block.ids[row]));
-    assert.equal(hits[0].caption, captions[Number(block.ids[row])]);
+    // The first block is the first part (position 0 on) and every row is ok: row 3 is input row 3.
+    assert.equal(hits[0].caption, captions[row]);
     assert.ok(hits[0]._distance < 1e-5);
     assert.equal(Number(hits[0].offset), block.offsets[row]);
   });
@@ -57,7 +58,11 @@ describe('vecmill export lancedb', () => {
     assert.deepEqual([...again.indexed].sort(), [LANCE_COLUMNS.image, LANCE_COLUMNS.text]);
     const table = await (await lancedb.connect(db)).openTable('pairs');
     const ids = (await table.query().select([LANCE_COLUMNS.id]).toArray()).map((r) => Number(r.id)).sort((a, b) => a - b);
-    assert.deepEqual(ids, Array.from({ length: 80 }, (_, i) => i));
+    const expected: number[] = [];
+    for await (const b of big.rowBlocks(big.modalities)) expected.push(...Array.from(b.ids, Number));
+    assert.equal(expected.length, 80);
+    assert.ok(expected.some((id) => id >= 2 ** 32), 'ids of later splits are split × 2^32 + line');
+    assert.deepEqual(ids, expected, 'exactly the output\'s ids, once each');
     assert.deepEqual((await table.listIndices()).map((i) => i.columns[0]).sort(), [LANCE_COLUMNS.image, LANCE_COLUMNS.text]);
     const shorter = await exportToLance(small, { db, table: 'pairs' });
     assert.equal(shorter.tableRows, 50);

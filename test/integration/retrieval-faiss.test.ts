@@ -7,7 +7,7 @@ import { exactSearch } from '@vecmill/retrieval/exact-search';
 import { PublishedOutput } from '@vecmill/retrieval/output-reader';
 import { LocalStore } from '@vecmill/shared/storage/local-store';
 import { runEmbedded } from 'vecmill/embedded-run';
-import { runConfig } from '../support/run-helpers.js';
+import { positionOf, runConfig } from '../support/run-helpers.js';
 import { tinyModelDir } from '../support/tiny-model.js';
 import { makeTempDir } from '../support/tmp.js';
 
@@ -58,7 +58,7 @@ describe('the .npy outputs with numpy and faiss', { skip: hasFaiss ? false : 'sk
     const ours = await exactSearch(output, 'image', texts, 5, 'ip');
     for (let q = 0; q < 10; q++) {
       ours[q]!.forEach((hit, j) => assert.ok(Math.abs(hit.score - fromFaiss.scores[q]![j]!) < 1e-4, `query ${q} rank ${j}`));
-      assert.equal(Number(ours[q]![0]!.id), fromFaiss.ids[q]![0], 'npy row i is row id i when no row failed');
+      assert.equal(positionOf(output.manifest, ours[q]![0]!.id), fromFaiss.ids[q]![0], 'npy row i is the row at position i when no row failed');
     }
   });
 });

@@ -8,10 +8,11 @@ import { makeDataset } from '@vecmill/tools/datagen/make-dataset';
 import { makeModel } from '@vecmill/tools/modelgen/make-model';
 import { PublishedOutput } from '@vecmill/retrieval/output-reader';
 import { QueryEmbedder } from '@vecmill/retrieval/query-embedder';
+import type { Manifest } from '@vecmill/shared/manifest';
 import { LocalStore } from '@vecmill/shared/storage/local-store';
 import { runEmbedded } from 'vecmill/embedded-run';
 import { projectRoot } from '../support/fixtures.js';
-import { runConfig } from '../support/run-helpers.js';
+import { positionOf, runConfig } from '../support/run-helpers.js';
 import { tinyModelDir } from '../support/tiny-model.js';
 import { makeTempDir } from '../support/tmp.js';
 
@@ -46,6 +47,8 @@ try { process.exitCode = await m[command + 'Command'](args); } catch (err) { pro
 describe('vecmill search: queries embedded with the run\'s own model', () => {
   let dir: string;
   let cleanup: () => Promise<void>;
+  /** The run's manifest: search answers ids, the manifest turns them into input rows. */
+  let published: Manifest;
   let out: string;
   let captions: string[];
   let env: NodeJS.ProcessEnv;
@@ -56,7 +59,7 @@ describe('vecmill search: queries embedded with the run\'s own model', () => {
     ({ dir, cleanup } = await makeTempDir('retrieval-search'));
     ({ captions } = await makeDataset({ path: join(dir, 'pairs.tsv'), rows: 60, kind: 'pairs', seed: 4, imageSize: 40, distinctImages: distinct }));
     out = join(dir, 'out');
-    await runEmbedded(runConfig(['--input', join(dir, 'pairs.tsv'), '--model', await tinyModelDir(), '--output', out, '--split-size', '8KiB']), () => undefined);
+    published = (await runEmbedded(runConfig(['--input', join(dir, 'pairs.tsv'), '--model', await tinyModelDir(), '--output', out, '--split-size', '8KiB']), () => undefined)).manifest;
     env = { VECMILL_CACHE: join(dir, 'cache') };
     runner = join(dir, 'run-command.mjs');
     await writeFile(runner, runnerSource());
@@ -68,7 +71,7 @@ describe('vecmill search: queries embedded with the run\'s own model', () => {
       const r = cli(runner, 'search', [out, '--text', captions[row]!, '--modality', 'text', '-k', '3', '--json'], env);
       assert.equal(r.status, 0, r.stderr);
       assert.equal(r.hits.length, 3);
-      assert.equal(r.hits[0]!.id, row);
+      assert.equal(positionOf(published, r.hits[0]!.id), row);
       assert.equal(r.hits[0]!.caption, captions[row]);
       assert.ok(Math.abs(r.hits[0]!.score - 1) < 1e-4, `score ${r.hits[0]!.score}`);
       assert.equal(r.hits[0]!.modality, 'text');
@@ -82,7 +85,7 @@ describe('vecmill search: queries embedded with the run\'s own model', () => {
     const byImage = cli(runner, 'search', [out, '--image', join(dir, 'query.jpg'), '-k', '2', '--json'], env);
     assert.equal(byImage.status, 0, byImage.stderr);
     assert.equal(byImage.hits[0]!.modality, 'image');
-    assert.equal(byImage.hits[0]!.id % distinct, 5, 'the same picture (the dataset repeats 8 pictures)');
+    assert.equal(positionOf(published, byImage.hits[0]!.id) % distinct, 5, 'the same picture (the dataset repeats 8 pictures)');
     assert.ok(byImage.hits[0]!.score > 0.999, `score ${byImage.hits[0]!.score}`);
     const byText = cli(runner, 'search', [out, '--text', 'a cat', '-k', '4', '--json'], env);
     assert.equal(byText.status, 0, byText.stderr);
@@ -94,7 +97,7 @@ describe('vecmill search: queries embedded with the run\'s own model', () => {
     assert.equal(cli(runner, 'index', [out, '--modality', 'text'], env).status, 0);
     const r = cli(runner, 'search', [out, '--text', captions[42]!, '--modality', 'text', '-k', '1', '--json'], env);
     assert.equal(r.status, 0, r.stderr);
-    assert.equal(r.hits[0]!.id, 42);
+    assert.equal(positionOf(published, r.hits[0]!.id), 42);
     assert.equal(r.hits[0]!.index, 'indexes/text-cosine/index.usearch');
   });
 

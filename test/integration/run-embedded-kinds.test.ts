@@ -9,7 +9,7 @@ import { readParquet } from '@vecmill/shared/formats/parquet-io';
 import { LocalStore } from '@vecmill/shared/storage/local-store';
 import { runEmbedded } from 'vecmill/embedded-run';
 import { fixturesSkipReason, sharedFixturesDir } from '../support/fixtures.js';
-import { readParts, runConfig } from '../support/run-helpers.js';
+import { readErrors, readParts, runConfig } from '../support/run-helpers.js';
 import { tinyModelDir } from '../support/tiny-model.js';
 import { assertNoNullVectors, parquetFilesUnder } from '../support/parquet-vectors.js';
 import { makeTempDir } from '../support/tmp.js';
@@ -95,7 +95,7 @@ describe('vecmill run on every input kind, float16 output and bad rows', () => {
     const t = (await readParts(new LocalStore(out), r.manifest))[0]!;
     assert.deepEqual(Array.from({ length: 8 }, (_, i) => t.row(i).status), ['ok', 'error', 'error', 'error', 'ok', 'error', 'error', 'ok']);
     assert.equal(t.row(4).text, good.captions[1]);
-    const errors = readParquet(readFileSync(join(out, 'errors', 'errors.parquet')));
+    const errors = await readErrors(new LocalStore(out), r.manifest);
     assert.equal(errors.numRows, 5);
     assert.deepEqual([...(errors.getChild('id')!.toArray() as BigInt64Array)].map(Number), [1, 2, 3, 5, 6]);
     const meta = readParquet(readFileSync(join(out, 'metadata', readdirSync(join(out, 'metadata'))[0]!)));

@@ -8,7 +8,7 @@ import { outputKeys } from '@vecmill/shared/run-plan';
 import { openStore } from '@vecmill/shared/storage/open-store';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
 import { runEmbedded } from 'vecmill/embedded-run';
-import { readParts, runConfig } from '../support/run-helpers.js';
+import { checkRowIds, readParts, runConfig } from '../support/run-helpers.js';
 import { startS3Server, type S3TestServer } from '../support/s3-server.js';
 import { tinyModelDir } from '../support/tiny-model.js';
 import { makeTempDir } from '../support/tmp.js';
@@ -61,7 +61,8 @@ describe('vecmill run with s3:// input, model and output (real S3-compatible ser
         ids.push(r.rowIndex as number);
       }
     }
-    assert.deepEqual(ids, [...Array(rows).keys()]);
+    assert.deepEqual(await checkRowIds(out, result.manifest), [...Array(rows).keys()], 'positions from the manifest are 0…n-1 in output order');
+    assert.equal(new Set(ids).size, rows, 'ids are unique');
     assert.deepEqual(texts, captions);
     const manifestText = (await out.read(outputKeys.manifest)).toString();
     assert.ok(!manifestText.includes(secret), 'the secret key never reaches the manifest');

@@ -7,9 +7,10 @@ import { after, before, describe, it } from 'node:test';
 import { makeDataset } from '@vecmill/tools/datagen/make-dataset';
 import { parseNpyHeader } from '@vecmill/shared/formats/npy-writer';
 import { outputKeys } from '@vecmill/shared/run-plan';
+import type { Manifest } from '@vecmill/shared/manifest';
 import { LocalStore } from '@vecmill/shared/storage/local-store';
 import { runEmbedded } from 'vecmill/embedded-run';
-import { eventLog, readParts, runConfig } from '../support/run-helpers.js';
+import { checkRowIds, eventLog, readParts, runConfig } from '../support/run-helpers.js';
 import { tinyModelDir } from '../support/tiny-model.js';
 import { makeTempDir } from '../support/tmp.js';
 
@@ -59,7 +60,8 @@ describe('vecmill run (embedded mode, local files)', () => {
         }
       }
     }
-    assert.deepEqual(ids, [...Array(rows).keys()]);
+    assert.deepEqual(await checkRowIds(store, m), [...Array(rows).keys()], 'positions from the manifest are 0…n-1 in output order');
+    assert.equal(new Set(ids).size, rows, 'ids are unique');
     assert.deepEqual(texts, captions);
   });
 
@@ -94,11 +96,15 @@ print("ok")
     }
   });
 
-  it('writes EasyNLP feature TSVs with one line per input row', () => {
+  it('writes EasyNLP feature TSV parts that join, in name order, to one line per input row', () => {
     const out = join(dir, 'out');
-    for (const f of ['text_feat.tsv', 'image_feat.tsv']) {
-      const lines = readFileSync(join(out, f), 'utf8').split('\n').filter((l) => l !== '');
-      assert.equal(lines.length, rows, f);
+    const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as Manifest;
+    for (const folder of ['text_feat', 'image_feat']) {
+      const parts = readdirSync(join(out, folder)).sort();
+      assert.ok(parts.length > 1, `${folder} has a part per chunk`);
+      assert.deepEqual(parts.map((p) => `${folder}/${p}`), manifest.files.filter((f) => f.key.startsWith(`${folder}/`)).map((f) => f.key), 'the manifest lists them in name order');
+      const joined = parts.map((p) => readFileSync(join(out, folder, p), 'utf8')).join('');
+      assert.equal(joined.split('\n').length - 1, rows, `${folder}: the joined parts have one line per input row`);
     }
   });
 

@@ -40,6 +40,12 @@ export interface FaultProxyOptions {
   readonly eligible?: (request: ProxiedRequest) => boolean;
   /** Smallest answer body `dropMidBody` cuts (default 64 bytes). */
   readonly minBodyToDrop?: number;
+  /**
+   * Milliseconds every request waits before it is handled (default 0): the round trip a worker
+   * sees from S3, for benches of request-bound paths such as publishing. With no fault rates the
+   * proxy is then a pure latency proxy.
+   */
+  readonly latencyMs?: number;
 }
 
 /** What the schedule sees of a request. */
@@ -176,7 +182,12 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
     req.pipe(upstream);
   };
 
+  const latencyMs = options.latencyMs ?? 0;
   const server = createServer((req, res) => {
+    if (latencyMs > 0) setTimeout(() => handle(req, res), latencyMs);
+    else handle(req, res);
+  });
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
     received++;
     req.on('error', () => undefined);
     res.on('error', () => undefined);
@@ -196,7 +207,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       default:
         forward(req, res, fault);
     }
-  });
+  };
   server.on('connection', (socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));

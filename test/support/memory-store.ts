@@ -89,6 +89,11 @@ export class MemoryStore implements ObjectStore {
     return true;
   }
 
+  async copy(sourceKey: string, targetKey: string): Promise<void> {
+    const object = this.get(sourceKey);
+    this.objects.set(targetKey, { segments: object.segments, size: object.size, version: ++this.version });
+  }
+
   async delete(key: string): Promise<void> {
     this.objects.delete(key);
   }

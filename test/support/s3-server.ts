@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream, type Dirent } from 'node:fs';
-import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
@@ -26,7 +26,8 @@ import { makeTempDir } from './tmp.js';
  *  - AbortMultipartUpload (`DELETE ?uploadId=`) is implemented (s3rver answers 405), so
  *    lib-storage's abort after a failed upload succeeds and the original error surfaces.
  *  - Object writes are atomic (temp file + rename) and complete before the PUT is answered;
- *    s3rver answered before the bytes reached its file and exposed partial objects.
+ *    s3rver answered before the bytes reached its file and exposed partial objects. CopyObject
+ *    (s3rver copies straight onto the target file) goes through the same temp file + rename.
  * Signatures are not verified (s3rver skips SigV4 checks), but the access key id must be the
  * one this server was started with. Clients must use path-style requests (`clientOptions` does).
  */
@@ -80,6 +81,7 @@ interface S3rverStore {
   getMetadata(bucket: string, key: string): Promise<Record<string, string | number>>;
   putMetadata(bucket: string, key: string, metadata: Record<string, string>, md5: string): Promise<void>;
   putObject(object: S3rverObject): Promise<{ size: number; md5: string }>;
+  copyObject(srcBucket: string, srcKey: string, destBucket: string, destKey: string, replacementMetadata: Record<string, string> | null): Promise<Record<string, string | number>>;
 }
 
 interface S3rverApp {
@@ -120,6 +122,7 @@ export async function startS3Server(options: S3TestServerOptions = {}): Promise<
   accounts.DUMMY_ACCOUNT.createKeyPair(accessKeyId, secretAccessKey);
   const store = app.store;
   store.putObject = (object) => putObjectAtomically(store, object);
+  store.copyObject = (srcBucket, srcKey, destBucket, destKey, replacement) => copyObjectAtomically(store, srcBucket, srcKey, destBucket, destKey, replacement);
   // Koa runs middleware in array order; the router is last, after vhost path rewriting.
   app.middleware.splice(app.middleware.length - 1, 0, s3Fixes(store));
   let address: AddressInfo;
@@ -225,7 +228,9 @@ async function listObjectsV2(ctx: KoaContext, store: S3rverStore, bucket: string
   }
   const token = text('continuation-token');
   const startAfter = token !== '' ? Buffer.from(token, 'base64url').toString('utf8') : text('start-after');
-  const keys = (await allKeys(store.getBucketPath(bucket), ''))
+  // Only the folder the prefix names is walked: a listing of `embeddings/` never reads `shards/`.
+  const folder = prefix.slice(0, prefix.lastIndexOf('/') + 1);
+  const keys = (await allKeys(join(store.getBucketPath(bucket), ...folder.split('/').filter((p) => p !== '')), folder))
     .filter((k) => k.startsWith(prefix) && Buffer.compare(Buffer.from(k), Buffer.from(startAfter)) > 0)
     .filter((k) => !(delimiter !== '' && startAfter.endsWith(delimiter) && k.startsWith(startAfter)))
     .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
@@ -334,4 +339,34 @@ async function putObjectAtomically(store: S3rverStore, object: S3rverObject): Pr
     await rm(temp, { force: true });
     throw err;
   }
+}
+
+/** Replaces s3rver's copyObject (which copies onto the target in place): a temp copy, its metadata, then one rename. */
+async function copyObjectAtomically(
+  store: S3rverStore,
+  srcBucket: string,
+  srcKey: string,
+  destBucket: string,
+  destKey: string,
+  replacement: Record<string, string> | null,
+): Promise<Record<string, string | number>> {
+  const srcPath = store.getResourcePath(srcBucket, srcKey, 'object');
+  const destPath = store.getResourcePath(destBucket, destKey, 'object');
+  const metadata = await store.getMetadata(srcBucket, srcKey);
+  const userMetadata = Object.fromEntries(Object.entries(replacement ?? metadata).map(([k, v]) => [k, String(v)]));
+  if (srcPath !== destPath) {
+    await mkdir(dirname(destPath), { recursive: true });
+    const temp = join(dirname(destPath), `.${randomBytes(8).toString('hex')}.partial`);
+    try {
+      await copyFile(srcPath, temp);
+      await store.putMetadata(destBucket, destKey, userMetadata, String(metadata['etag']).replace(/"/g, ''));
+      await rename(temp, destPath);
+    } catch (err) {
+      await rm(temp, { force: true });
+      throw err;
+    }
+  } else if (replacement !== null) {
+    await store.putMetadata(destBucket, destKey, userMetadata, String(metadata['etag']).replace(/"/g, ''));
+  }
+  return store.getMetadata(destBucket, destKey);
 }

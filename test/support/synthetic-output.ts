@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { EmbeddingTableBuilder } from '@vecmill/shared/formats/embedding-table';
 import { writeParquet } from '@vecmill/shared/formats/parquet-io';
 import type { Manifest, ManifestFile } from '@vecmill/shared/manifest';
-import { outputKeys } from '@vecmill/shared/run-plan';
+import { outputKeys, pad } from '@vecmill/shared/run-plan';
 import { LocalStore } from '@vecmill/shared/storage/local-store';
 
 /** Vectors to publish: row i gets row i of each matrix (`rows × dims`, float32). */
@@ -17,9 +17,10 @@ export interface SyntheticVectors {
 }
 
 /**
- * Publishes an output whose embeddings are given rather than computed, in the merger's own
- * formats (Parquet parts, manifest.json, `_SUCCESS`), so retrieval code can be tested on known
- * structure. `base` is the manifest of a real run (model, settings) that the synthetic one
+ * Publishes an output whose embeddings are given rather than computed, in the layout of manifest
+ * version 1 (parts `embeddings/part-NNNNN.parquet`, ids 0…n-1: what the previous vecmill
+ * published and nightly runs still reuse), so retrieval code is tested on known structure and on
+ * the older layout; the real runs of the same tests cover version 2. `base` is the manifest of a real run (model, settings) that the synthetic one
  * copies, changing only what the vectors decide.
  */
 export async function writeSyntheticOutput(dir: string, base: Manifest, v: SyntheticVectors): Promise<void> {
@@ -48,13 +49,14 @@ export async function writeSyntheticOutput(dir: string, base: Manifest, v: Synth
       });
     }
     const bytes = writeParquet(b.build());
-    const key = outputKeys.embeddingsPart(part, 5);
+    const key = `embeddings/part-${pad(part, 5)}.parquet`;
     await store.put(key, bytes);
     files.push({ key, rows: end - start, bytes: bytes.byteLength, sha256: createHash('sha256').update(bytes).digest('hex') });
   }
   const kind = v.image !== undefined && v.text !== undefined ? 'pairs' : v.image !== undefined ? 'image' : 'text';
   const manifest: Manifest = {
     ...base,
+    version: 1,
     settings: { ...base.settings, kind, outDtype: 'float32' },
     dims: v.dims,
     dtype: 'float32',

@@ -136,7 +136,9 @@ describe('IAM policies and the S3 lifecycle rule', () => {
   test('the S3 calls vecmill makes are each granted where the role needs them, and nothing broader', () => {
     const source = readFileSync(join(projectRoot, 'packages', 'shared', 'src', 'storage', 's3-store.ts'), 'utf8');
     const commands = [...new Set(source.match(/new (\w+)Command\(/g))].map((m) => m.slice(4, -'Command('.length)).sort();
-    assert.deepEqual(commands, ['DeleteObject', 'GetObject', 'HeadObject', 'ListObjectsV2', 'PutObject']);
+    assert.deepEqual(commands, ['CopyObject', 'DeleteObject', 'GetObject', 'HeadObject', 'ListObjectsV2', 'PutObject']);
+    // CopyObject (promoting a committed split's staged files) is authorised as s3:GetObject on the
+    // source plus s3:PutObject on the target: both inside the output, checked below.
     assert.match(source, /new Upload\(/, 'multipart uploads (CreateMultipartUpload/UploadPart/Complete are s3:PutObject; abort is its own action)');
     const worker = policy('worker');
     const producer = policy('producer');
@@ -151,6 +153,8 @@ describe('IAM policies and the S3 lifecycle rule', () => {
         for (const write of ['s3:PutObject', 's3:DeleteObject']) assert.ok(!grants(p, write, `${bucket}/${prefix}x`), `${write} on ${prefix}`);
       }
       for (const a of ['s3:GetObject', 's3:PutObject', 's3:DeleteObject']) assert.ok(grants(p, a, `${bucket}/embeddings/run/x`), a);
+      assert.ok(grants(p, 's3:GetObject', `${bucket}/embeddings/run/shards/split-000001/a/embeddings/part-000001-000000.parquet`), 'copy source: a staged file');
+      assert.ok(grants(p, 's3:PutObject', `${bucket}/embeddings/run/embeddings/part-000001-000000.parquet`), 'copy target: its final key');
     }
     assert.ok(grants(worker, 's3:AbortMultipartUpload', `${bucket}/embeddings/run/x`));
     assert.ok(!grants(producer, 's3:AbortMultipartUpload', `${bucket}/embeddings/run/x`), 'the producer writes small objects only');

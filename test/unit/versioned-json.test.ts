@@ -39,7 +39,7 @@ const plan: RunPlan = {
 };
 
 const manifest: Manifest = {
-  version: 1,
+  version: 2,
   runId: 'r1',
   createdAt: '2026-01-01T00:00:00.000Z',
   completedAt: '2026-01-01T00:01:00.000Z',
@@ -53,8 +53,8 @@ const manifest: Manifest = {
   splits: 2,
   reusedFrom: undefined,
   files: [
-    { key: 'embeddings/part-00000.parquet', rows: 2, bytes: 10, sha256: 'b'.repeat(64) },
-    { key: 'embeddings/part-00001.parquet', rows: 1, bytes: 9, sha256: 'c'.repeat(64) },
+    { key: 'embeddings/part-000000-000000.parquet', rows: 2, bytes: 10, sha256: 'b'.repeat(64), role: 'part', firstRow: 0, firstId: 0 },
+    { key: 'embeddings/part-000001-000000.parquet', rows: 1, bytes: 9, sha256: 'c'.repeat(64), role: 'part', firstRow: 2, firstId: 2 ** 32 },
   ],
   timings: { read: 1, decode: 2, tokenize: 3, infer: 4, write: 5, merge: 6 },
 };
@@ -83,11 +83,18 @@ const files: FileCase[] = [
     file: markerKey,
     remedy: /delete it to recompute the split/,
     valid: async (store) => {
+      const part = outputKeys.final('part', 1, 0, 6);
+      const errors = outputKeys.final('errors', 1, 0, 6);
+      await store.put(outputKeys.staged(1, 'a1', part), Buffer.from('parts'));
+      await store.put(outputKeys.staged(1, 'a1', errors), Buffer.from('errs'));
       const { marker } = await commitShard(store, {
         runId: 'r1',
         splitIndex: 1,
         attempt: 'a1',
-        files: [{ key: 'shards/00001/a1-0000.parquet', rows: 3, bytes: 5, sha256: 'f'.repeat(64) }],
+        files: [
+          { role: 'part', key: part, staged: outputKeys.staged(1, 'a1', part), rows: 3, bytes: 5, sha256: 'f'.repeat(64) },
+          { role: 'errors', key: errors, staged: outputKeys.staged(1, 'a1', errors), rows: 1, bytes: 4, sha256: 'e'.repeat(64) },
+        ],
         rowsIn: 3,
         rowsOk: 2,
         rowsReused: 0,
@@ -108,7 +115,7 @@ const files: FileCase[] = [
       return manifest as unknown as Record<string, unknown>;
     },
     read: (store) => readManifestIfPublished(store),
-    nested: { drop: (d) => ({ ...d, files: [manifest.files[0], { key: 'embeddings/part-00001.parquet', rows: 1, bytes: 9 }] }), named: 'field files[1].sha256 is missing' },
+    nested: { drop: (d) => ({ ...d, files: [manifest.files[0], { key: 'embeddings/part-000001-000000.parquet', rows: 1, bytes: 9 }] }), named: 'field files[1].sha256 is missing' },
   },
 ];
 

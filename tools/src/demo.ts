@@ -25,7 +25,7 @@ async function demo(): Promise<number> {
   process.stderr.write('demo: vecmill run --input … --model … --output … --split-size 256KiB --formats npy,tsv\n');
   const code = await main(['run', '--input', data, '--model', modelDir, '--output', output, '--split-size', '256KiB', '--formats', 'npy,tsv']);
   if (code === 0) {
-    process.stdout.write(`\ndemo: done. Look at ${output}/ (embeddings/, img_emb/, text_emb/, metadata/, manifest.json) or run:\n  npx vecmill inspect ${output}\n`);
+    process.stdout.write(`\ndemo: done. Look at ${output}/ (embeddings/, img_emb/, text_emb/, metadata/, text_feat/, image_feat/, manifest.json) or run:\n  npx vecmill inspect ${output}\n`);
   }
   return code;
 }

@@ -37,10 +37,11 @@ const IVF_PQ_MIN_ROWS = 100_000;
 /**
  * Loads a published output into a LanceDB table: ids, captions, source offsets and every
  * embedding, for the rows that have all of them. Each part is merged on `id` (update when
- * matched, insert when not, delete the part's id range rows that are no longer in it), and rows
- * past the output's last id are deleted at the end, so re-exporting a run, or a later run of the
- * same dataset, replaces rows instead of duplicating them. One table holds one dataset: ids are
- * row numbers in it.
+ * matched, insert when not, delete the rows with ids from past the previous part's last id to
+ * this part's last that are no longer there), and rows past the output's last id are deleted at
+ * the end, so re-exporting a run, or a later run of the same dataset, replaces rows instead of
+ * duplicating them. One table holds one dataset: ids (`split × 2^32 + line`, int64) are stable
+ * row ids in it, with gaps between splits.
  */
 export async function exportToLance(output: PublishedOutput, options: LanceExportOptions): Promise<LanceExportResult> {
   if (!/^[A-Za-z0-9_.-]+$/.test(options.table)) throw new ConfigError(`--table ${JSON.stringify(options.table)}: use letters, digits, '_', '-' or '.'`);
@@ -48,24 +49,25 @@ export async function exportToLance(output: PublishedOutput, options: LanceExpor
   const modalities = output.modalities;
   let table = (await db.tableNames()).includes(options.table) ? await db.openTable(options.table) : undefined;
   let rows = 0;
+  let previousLast = -1n;
   for await (const block of output.rowBlocks(modalities)) {
     const data = toLanceTable(block, modalities, output.dims);
     if (table === undefined) {
       table = await db.createTable(options.table, data);
     } else {
-      const first = block.ids[0]!;
       const last = block.ids[block.ids.length - 1]!;
       await table
         .mergeInsert(LANCE_COLUMNS.id)
         .whenMatchedUpdateAll()
         .whenNotMatchedInsertAll()
-        .whenNotMatchedBySourceDelete({ where: `${LANCE_COLUMNS.id} >= ${first} AND ${LANCE_COLUMNS.id} <= ${last}` })
+        .whenNotMatchedBySourceDelete({ where: `${LANCE_COLUMNS.id} > ${previousLast} AND ${LANCE_COLUMNS.id} <= ${last}` })
         .execute(data);
     }
+    previousLast = block.ids[block.ids.length - 1]!;
     rows += block.ids.length;
   }
   if (table === undefined) throw new ConfigError(`${output.store.description} has no row with every embedding; nothing to export`);
-  await table.delete(`${LANCE_COLUMNS.id} >= ${output.manifest.rows.in}`);
+  await table.delete(`${LANCE_COLUMNS.id} > ${previousLast}`);
   const indexed: string[] = [];
   if (options.index === true) {
     const tableRows = await table.countRows();

@@ -1,6 +1,6 @@
 import { ConfigError, InputError } from '@vecmill/shared/errors';
 import { COLUMNS, readEmbeddingTable, type EmbeddingDtype, type EmbeddingTable, type Modality } from '@vecmill/shared/formats/embedding-table';
-import { manifestFormat, readManifest, type Manifest } from '@vecmill/shared/manifest';
+import { manifestFormat, partRanges, readManifest, type Manifest, type PartRange } from '@vecmill/shared/manifest';
 import { modalities, outputKeys } from '@vecmill/shared/run-plan';
 import { formatLocation, parseLocation } from '@vecmill/shared/storage/location';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
@@ -41,7 +41,7 @@ export const retrievalManifestFormat: VersionedJsonFormat<RetrievalManifest> = {
 
 /** Published rows of one part that have every embedding asked for. */
 export interface RowsBlock {
-  /** Global row ids (`row_index`), ascending. */
+  /** Row ids (`row_index`: `split × 2^32 + line`, or 0…n-1 in version 1 outputs), ascending. */
   readonly ids: BigInt64Array;
   /** Per modality, `ids.length × dims` values: float32, or float16 bit patterns when the output is float16. */
   readonly vectors: ReadonlyMap<Modality, Float32Array | Uint16Array>;
@@ -63,17 +63,11 @@ export interface OutputRow {
   readonly offset: number;
 }
 
-/** A part of the output: its key and the global id of its first row. */
-interface PartRange {
-  readonly key: string;
-  readonly firstId: number;
-  readonly rows: number;
-}
-
 /**
  * A published vecmill output opened for retrieval. It refuses outputs without `_SUCCESS` (a run
  * still in progress or a failed one would silently give partial answers) and reads the Parquet
- * parts one at a time, so memory is one part's worth whatever the output's size.
+ * parts one at a time, so memory is one part's worth whatever the output's size. Outputs of both
+ * manifest versions are read (`partRanges`).
  */
 export class PublishedOutput {
   private readonly parts: readonly PartRange[];
@@ -82,13 +76,7 @@ export class PublishedOutput {
     readonly store: ObjectStore,
     readonly manifest: RetrievalManifest,
   ) {
-    const keys = manifest.files.filter((f) => f.key.startsWith('embeddings/')).sort((a, b) => (a.key < b.key ? -1 : 1));
-    let first = 0;
-    this.parts = keys.map((f) => {
-      const part = { key: f.key, firstId: first, rows: f.rows };
-      first += f.rows;
-      return part;
-    });
+    this.parts = partRanges(manifest);
   }
 
   /** Opens the output in `store`; `name` (its location) appears in the error when it is not published. */
@@ -155,7 +143,7 @@ export class PublishedOutput {
     for (const id of new Set(ids)) {
       const n = Number(id);
       const part = this.parts.find((p) => n >= p.firstId && n < p.firstId + p.rows);
-      if (part === undefined) throw new InputError(`row id ${id} is not in ${this.store.description} (it has ${this.manifest.rows.in} rows)`, { id: n });
+      if (part === undefined) throw new InputError(`row id ${id} is not in ${this.store.description}: no part holds it`, { id: n });
       byPart.set(part, [...(byPart.get(part) ?? []), n - part.firstId]);
     }
     for (const [part, locals] of byPart) {

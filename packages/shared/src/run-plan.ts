@@ -74,23 +74,70 @@ export interface RunPlan {
   readonly reuse: string | undefined;
 }
 
+/** Which final file of a chunk: the marker and the manifest say it of every file. */
+export type FileRole = 'part' | 'npy-image' | 'npy-text' | 'metadata' | 'errors' | 'tsv-image' | 'tsv-text';
+
+/**
+ * Digits of the split number in final file names: max(6, digits of the split count), fixed by the
+ * plan, so every name of a run has the same width and name order is row order past 100,000 splits.
+ */
+export function splitNameWidth(splitCount: number): number {
+  return Math.max(6, String(splitCount).length);
+}
+
+/** Digits of the chunk number in final file names (a split has far fewer than a million chunks). */
+const CHUNK_WIDTH = 6;
+
+/** The `<split>-<chunk>` part of a final file name: sorted names are split order, then chunk (line) order. */
+function fileSuffix(split: number, chunk: number, width: number): string {
+  return `${pad(split, width)}-${pad(chunk, CHUNK_WIDTH)}`;
+}
+
 /** Keys inside the output location. One place, so the worker, merger and `inspect` agree. */
 export const outputKeys = {
   plan: 'plan.json',
   manifest: 'manifest.json',
   success: '_SUCCESS',
   shardMarker: (split: number): string => `shards/split-${pad(split, 6)}.done.json`,
-  /** Chunk `chunk` of one attempt at a split: attempts never share a key, and name order is line order. */
-  shardChunk: (split: number, attempt: string, chunk: number): string => `shards/split-${pad(split, 6)}/${attempt}/chunk-${pad(chunk, 6)}.parquet`,
+  /** Where one attempt at a split stages a final file before its marker commits it: attempts never share a key. */
+  staged: (split: number, attempt: string, finalKey: string): string => `shards/split-${pad(split, 6)}/${attempt}/${finalKey}`,
   shardPrefix: 'shards/',
-  embeddingsPart: (part: number, width: number): string => `embeddings/part-${pad(part, width)}.parquet`,
-  imageNpy: (part: number, width: number): string => `img_emb/img_emb_${pad(part, width)}.npy`,
-  textNpy: (part: number, width: number): string => `text_emb/text_emb_${pad(part, width)}.npy`,
-  metadata: (part: number, width: number): string => `metadata/metadata_${pad(part, width)}.parquet`,
-  errors: 'errors/errors.parquet',
-  textTsv: 'text_feat.tsv',
-  imageTsv: 'image_feat.tsv',
+  /** The final key of a chunk's file of a role. `width` is `splitNameWidth` of the plan. */
+  final: (role: FileRole, split: number, chunk: number, width: number): string => {
+    const s = fileSuffix(split, chunk, width);
+    switch (role) {
+      case 'part':
+        return `embeddings/part-${s}.parquet`;
+      case 'npy-image':
+        return `img_emb/img_emb_${s}.npy`;
+      case 'npy-text':
+        return `text_emb/text_emb_${s}.npy`;
+      case 'metadata':
+        return `metadata/metadata_${s}.parquet`;
+      case 'errors':
+        return `errors/errors_${s}.parquet`;
+      case 'tsv-image':
+        return `image_feat/part-${s}.tsv`;
+      case 'tsv-text':
+        return `text_feat/part-${s}.tsv`;
+    }
+  },
+  /** Folders of the final files, each listed once when a publish checks the promotion. */
+  finalPrefixes: ['embeddings/', 'img_emb/', 'text_emb/', 'metadata/', 'errors/', 'image_feat/', 'text_feat/'],
 } as const;
+
+/** Splits a plan may have: ids `split × 2^32 + line` then stay below 2^53, exact as JSON numbers and doubles. */
+export const MAX_SPLITS = 2 ** 21;
+
+/**
+ * The stable id of line `line` of split `split`: `split × 2^32 + line`. It needs no global pass
+ * (a worker knows it at embed time) and is the same whenever the same input is embedded with the
+ * same plan, so nightly runs and `--reuse` keep their ids. Ids ascend in output order; the
+ * manifest's `firstRow` gives contiguous positions.
+ */
+export function rowId(split: number, line: number): bigint {
+  return (BigInt(split) << 32n) + BigInt(line);
+}
 
 /** Zero-pads so that name order is numeric order. */
 export function pad(n: number, width: number): string {

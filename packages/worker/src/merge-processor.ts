@@ -1,16 +1,10 @@
-import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
-import * as arrow from 'apache-arrow';
 import { MergeError } from '@vecmill/shared/errors';
-import { COLUMNS, readEmbeddingTable, type EmbeddingTable, type Modality } from '@vecmill/shared/formats/embedding-table';
-import { featureTsvLines } from '@vecmill/shared/formats/easynlp-tsv';
-import { npyHeader } from '@vecmill/shared/formats/npy-writer';
-import { writeParquet } from '@vecmill/shared/formats/parquet-io';
 import { readManifestIfPublished, type Manifest, type ManifestFile } from '@vecmill/shared/manifest';
 import type { RunEventSink } from '@vecmill/shared/queue/run-events';
-import { modalities, outputKeys, type RunPlan } from '@vecmill/shared/run-plan';
+import { outputKeys, rowId, type FileRole, type RunPlan } from '@vecmill/shared/run-plan';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
-import { readShardFile, readShardMarker, type ShardFile, type ShardMarker } from './shard-commit.js';
+import { forEachLimited } from './for-each-limited.js';
+import { checkFileRows, parseShardMarker, promoteFiles, type CommittedShardMarker, type ShardMarker, type StagedFile } from './shard-commit.js';
 
 /** The ports the merger works through. */
 export interface MergeDeps {
@@ -19,22 +13,20 @@ export interface MergeDeps {
   readonly events?: RunEventSink;
 }
 
-/** Rows of the error table, gathered across shards (failures are few; their columns are small). */
-interface ErrorRows {
-  readonly rowIndex: bigint[];
-  readonly source: string[];
-  readonly offset: number[];
-  readonly text: (string | null)[];
-  readonly reason: string[];
-  readonly message: string[];
-}
+/** Markers read at once: 32 requests in flight hide S3's per-request latency without throttling. */
+const MARKER_READS_IN_FLIGHT = 32;
+
+/** A marker's key, `shards/split-NNNNNN.done.json`; staged files below `shards/split-NNNNNN/` do not match. */
+const MARKER_KEY = /^shards\/split-(\d+)\.done\.json$/;
 
 /**
- * Publishes a run once every planned split has a marker: the Parquet parts, the clip-retrieval
- * `.npy` layout with its metadata, the errors table, the optional EasyNLP feature TSVs, then
- * manifest.json and `_SUCCESS` last. Each chunk file of each shard becomes one part and is read
- * on its own, so memory is one chunk's worth (bounded by the workers' chunk size) whatever the
- * run's or a split's size. It refuses to publish when counts do not balance or row ids repeat; a
+ * Publishes a run once every planned split is committed. The workers already wrote every final
+ * file (Parquet parts, `.npy` + metadata, errors, feature TSV parts) at commit time, so this only
+ * lists and checks: it lists the markers, reads them with bounded parallelism, checks them against
+ * the plan (every split exactly once, run and split ids, rows in = ok + failed, per-role file rows),
+ * lists each final folder once to verify the promotion (copying from the staged key any file a
+ * worker killed between marker and promotion left out), then writes manifest.json and `_SUCCESS`
+ * last. No embedding is read or copied, so the cost is a listing plus one read per marker. A
  * published run is returned as is.
  */
 export async function mergeRun(deps: MergeDeps): Promise<Manifest> {
@@ -45,17 +37,12 @@ export async function mergeRun(deps: MergeDeps): Promise<Manifest> {
   deps.events?.({ type: 'merge-start', runId: plan.runId });
 
   const markers = await readAllMarkers(output, plan);
-  const need = modalities(plan.settings.kind);
-  const wanted: Modality[] = [...(need.image ? (['image'] as const) : []), ...(need.text ? (['text'] as const) : [])];
-  const width = Math.max(5, String(markers.reduce((n, m) => n + m.files.length, 0)).length);
-  const files: ManifestFile[] = [];
-  const errors: ErrorRows = { rowIndex: [], source: [], offset: [], text: [], reason: [], message: [] };
+  await verifyPromotion(output, markers);
+
   const totals = { in: 0, ok: 0, failed: 0, reused: 0, failedByReason: {} as Record<string, number> };
   const timings = { read: 0, decode: 0, tokenize: 0, infer: 0, write: 0, merge: 0 };
-  let dims = plan.model.dims;
-  let part = 0;
-  let npyPart = 0;
-
+  const position = new Map<FileRole, number>();
+  const files: ManifestFile[] = [];
   for (const marker of markers) {
     for (const k of Object.keys(timings) as (keyof typeof timings)[]) if (k !== 'merge') timings[k] += marker.timings[k];
     totals.in += marker.rowsIn;
@@ -63,54 +50,22 @@ export async function mergeRun(deps: MergeDeps): Promise<Manifest> {
     totals.reused += marker.rowsReused;
     totals.failed += marker.rowsFailed;
     for (const [r, n] of Object.entries(marker.failedByReason)) totals.failedByReason[r] = (totals.failedByReason[r] ?? 0) + n;
-    const firstRow = totals.in - marker.rowsIn;
-    let lines = 0;
-    let ok = 0;
-    for (const file of marker.files) {
-      const chunk = readEmbeddingTable(await readShardFile(output, marker, file), file.key);
-      checkChunk(chunk, marker, file, lines);
-      dims = chunk.dims;
-      const table = chunk.withRowIndex(firstRow + lines);
-      lines += chunk.numRows;
-      files.push(await publish(output, outputKeys.embeddingsPart(part++, width), writeParquet(table.table), table.numRows));
-
-      const okRows = okRowIndexes(table, wanted);
-      ok += okRows.length;
-      if (plan.settings.formats.includes('npy') && okRows.length > 0) {
-        for (const m of wanted) {
-          const key = m === 'image' ? outputKeys.imageNpy(npyPart, width) : outputKeys.textNpy(npyPart, width);
-          files.push(await publish(output, key, npyBytes(table, m, okRows), okRows.length));
-        }
-        files.push(await publish(output, outputKeys.metadata(npyPart, width), writeParquet(metadataTable(table, okRows)), okRows.length));
-        npyPart++;
-      }
-      collectErrors(table, errors);
-    }
-    if (lines !== marker.rowsIn) {
-      throw new MergeError(`split ${marker.splitIndex}: its chunk files hold ${lines} rows but its marker says ${marker.rowsIn}; refusing to publish`, { split: marker.splitIndex });
-    }
-    if (ok !== marker.rowsOk) {
-      throw new MergeError(`split ${marker.splitIndex}: ${ok} rows have every embedding but the marker says ${marker.rowsOk} ok; refusing to publish`, { split: marker.splitIndex });
+    let line = 0;
+    for (const f of marker.files) {
+      const firstRow = position.get(f.role) ?? 0;
+      position.set(f.role, firstRow + f.rows);
+      const entry: ManifestFile = { key: f.key, rows: f.rows, bytes: f.bytes, sha256: f.sha256, role: f.role, firstRow };
+      if (f.role === 'part') {
+        files.push({ ...entry, firstId: Number(rowId(marker.splitIndex, line)) });
+        line += f.rows;
+      } else files.push(entry);
     }
   }
-
-  if (totals.in !== totals.ok + totals.failed) {
-    throw new MergeError(`rows in ${totals.in} != ok ${totals.ok} + failed ${totals.failed}; refusing to publish`, { runId: plan.runId });
-  }
-  if (errors.rowIndex.length !== totals.failed) {
-    throw new MergeError(`the shards hold ${errors.rowIndex.length} error rows but the markers count ${totals.failed}; refusing to publish`, { runId: plan.runId });
-  }
-  if (errors.rowIndex.length > 0) files.push(await publish(output, outputKeys.errors, writeParquet(errorTable(errors)), errors.rowIndex.length));
-  if (plan.settings.formats.includes('tsv')) {
-    for (const m of wanted) {
-      const key = m === 'image' ? outputKeys.imageTsv : outputKeys.textTsv;
-      files.push(await publishStream(output, key, featureTsvStream(output, markers, m), totals.in));
-    }
-  }
+  files.sort((a, b) => (a.key < b.key ? -1 : 1));
 
   timings.merge = Math.round(performance.now() - started);
   const manifest: Manifest = {
-    version: 1,
+    version: 2,
     runId: plan.runId,
     createdAt: plan.createdAt,
     completedAt: new Date().toISOString(),
@@ -123,7 +78,7 @@ export async function mergeRun(deps: MergeDeps): Promise<Manifest> {
       contextLength: plan.model.contextLength,
     },
     settings: plan.settings,
-    dims,
+    dims: plan.model.dims,
     dtype: plan.settings.outDtype,
     normalized: plan.settings.normalize,
     rows: { in: totals.in, ok: totals.ok, failed: totals.failed, reused: totals.reused, computed: totals.ok - totals.reused, failedByReason: totals.failedByReason },
@@ -138,144 +93,72 @@ export async function mergeRun(deps: MergeDeps): Promise<Manifest> {
   return manifest;
 }
 
-/** Every split's marker, in split order; fails naming the splits that have none. */
-async function readAllMarkers(output: ObjectStore, plan: RunPlan): Promise<ShardMarker[]> {
-  const markers: ShardMarker[] = [];
-  const missing: number[] = [];
-  for (const split of plan.splits) {
-    const m = await readShardMarker(output, split.index);
-    if (m === undefined) missing.push(split.index);
-    else if (m.runId !== plan.runId || m.splitIndex !== split.index) {
-      throw new MergeError(`the marker of split ${split.index} belongs to run ${m.runId} split ${m.splitIndex}; refusing to publish`, { split: split.index });
-    } else markers.push(m);
+/**
+ * Every split's marker, in split order, found by one listing of `shards/` and read with bounded
+ * parallelism. Fails naming the splits that have none, and refuses markers of another run or
+ * split, of splits the plan does not have, with unbalanced counts, or from an earlier vecmill.
+ */
+async function readAllMarkers(output: ObjectStore, plan: RunPlan): Promise<CommittedShardMarker[]> {
+  const keys: { split: number; key: string }[] = [];
+  for await (const info of output.list(outputKeys.shardPrefix)) {
+    const m = MARKER_KEY.exec(info.key);
+    if (m !== null) keys.push({ split: Number(m[1]), key: info.key });
   }
+  const stray = keys.find((k) => k.split >= plan.splits.length || plan.splits[k.split]?.index !== k.split);
+  if (stray !== undefined) {
+    throw new MergeError(`${stray.key} in ${output.description} commits split ${stray.split}, which run ${plan.runId} does not plan; refusing to publish`, { split: stray.split });
+  }
+  const found = new Set(keys.map((k) => k.split));
+  const missing = plan.splits.map((s) => s.index).filter((i) => !found.has(i));
   if (missing.length > 0) {
     throw new MergeError(
       `${missing.length} of ${plan.splits.length} splits have no committed shard (first: ${missing.slice(0, 5).join(', ')}); run the remaining splits before merging`,
       { runId: plan.runId, missing: missing.length },
     );
   }
-  return markers;
+  const markers: ShardMarker[] = new Array<ShardMarker>(plan.splits.length);
+  await forEachLimited(keys, MARKER_READS_IN_FLIGHT, async ({ split, key }) => {
+    markers[split] = parseShardMarker(await output.read(key), `${key} in ${output.description}`);
+  });
+  return markers.map((m, split) => checkMarker(m, split, plan, output));
+}
+
+/** One marker against the plan: run, split, version and counts. */
+function checkMarker(m: ShardMarker, split: number, plan: RunPlan, output: ObjectStore): CommittedShardMarker {
+  if (m.runId !== plan.runId || m.splitIndex !== split) {
+    throw new MergeError(`the marker of split ${split} belongs to run ${m.runId} split ${m.splitIndex}; refusing to publish`, { split });
+  }
+  if (m.version !== 3) {
+    throw new MergeError(
+      `run ${plan.runId} was committed by an earlier vecmill (split ${split} has a version ${m.version} marker), whose shards this one does not publish; delete ${outputKeys.shardPrefix} in ${output.description} and run again`,
+      { split },
+    );
+  }
+  const refuse = (what: string): MergeError => new MergeError(`split ${split}: ${what}; refusing to publish`, { split });
+  if (m.rowsIn !== m.rowsOk + m.rowsFailed) throw refuse(`rows in ${m.rowsIn} != ok ${m.rowsOk} + failed ${m.rowsFailed}`);
+  const problem = checkFileRows(m.files, m.rowsIn, m.rowsOk, m.rowsFailed);
+  if (problem !== undefined) throw refuse(problem);
+  return m;
 }
 
 /**
- * A split's chunks must hold lines 0..n-1 of the split, once each and in order (chunk `k` starts
- * where chunk `k - 1` ended): the basis of unique, gap-free row ids.
+ * Lists each final folder once (the folders at once) and checks every marker's files are there with their sizes; a
+ * missing or mis-sized one (a worker killed between its marker and the end of its promotion) is
+ * copied again from its staged key. Repairs run with the same bounded parallelism as reads.
  */
-function checkChunk(chunk: EmbeddingTable, marker: ShardMarker, file: ShardFile, firstLine: number): void {
-  if (chunk.numRows !== file.rows) {
-    throw new MergeError(`shard ${file.key} has ${chunk.numRows} rows but its marker says ${file.rows}; refusing to publish`, { split: marker.splitIndex });
-  }
-  const lines = chunk.table.getChild(COLUMNS.lineIndex)!.toArray() as Int32Array;
-  const splits = chunk.table.getChild(COLUMNS.splitIndex)!.toArray() as Int32Array;
-  for (let i = 0; i < lines.length; i++) {
-    if (lines[i] !== firstLine + i || splits[i] !== marker.splitIndex) {
-      throw new MergeError(
-        `shard ${file.key}: row ${i} is line ${lines[i]} of split ${splits[i]}, expected line ${firstLine + i} of split ${marker.splitIndex} (duplicate or missing row); refusing to publish`,
-        { split: marker.splitIndex },
-      );
-    }
-  }
-}
-
-/** Rows that have every embedding the run asked for: the rows the npy layout holds. */
-function okRowIndexes(table: EmbeddingTable, wanted: readonly Modality[]): number[] {
-  const present = wanted.map((m) => table.present(m));
-  const out: number[] = [];
-  for (let i = 0; i < table.numRows; i++) if (present.every((p) => p[i] === 1)) out.push(i);
-  return out;
-}
-
-/** A `.npy` file (header + little-endian rows) of the given rows' embeddings. */
-function npyBytes(table: EmbeddingTable, modality: Modality, rows: readonly number[]): Buffer {
-  const all = table.embeddings(modality);
-  const d = table.dims;
-  const picked = rows.length === table.numRows ? all : gather(all, rows, d);
-  const body = Buffer.from(picked.buffer, picked.byteOffset, picked.byteLength);
-  return Buffer.concat([npyHeader([rows.length, d], table.dtype === 'float16' ? '<f2' : '<f4'), body]);
-}
-
-/** The given rows (ascending) of a row-major array, copying each run of consecutive rows at once. */
-function gather(values: Float32Array | Uint16Array, rows: readonly number[], d: number): Float32Array | Uint16Array {
-  const out = values instanceof Uint16Array ? new Uint16Array(rows.length * d) : new Float32Array(rows.length * d);
-  for (let j = 0; j < rows.length; ) {
-    let k = j + 1;
-    while (k < rows.length && rows[k] === rows[k - 1]! + 1) k++;
-    out.set(values.subarray(rows[j]! * d, (rows[k - 1]! + 1) * d), j * d);
-    j = k;
-  }
-  return out;
-}
-
-/** clip-retrieval's metadata: one row per npy row, with the global id to join back to the parts. */
-function metadataTable(table: EmbeddingTable, rows: readonly number[]): arrow.Table {
-  const col = <T>(name: string): arrow.Vector<arrow.DataType> & { get(i: number): T } => table.table.getChild(name)! as never;
-  const ids = col<bigint>(COLUMNS.rowIndex);
-  const text = col<string | null>(COLUMNS.text);
-  const source = col<string>(COLUMNS.source);
-  const offset = col<number | bigint>(COLUMNS.offset);
-  return new arrow.Table({
-    id: arrow.makeVector(BigInt64Array.from(rows, (r) => BigInt(ids.get(r)))),
-    caption: arrow.vectorFromArray(rows.map((r) => text.get(r)), new arrow.Utf8()),
-    source: arrow.vectorFromArray(rows.map((r) => String(source.get(r))), new arrow.Utf8()),
-    offset: arrow.makeVector(BigInt64Array.from(rows, (r) => BigInt(offset.get(r)))),
-  });
-}
-
-function collectErrors(table: EmbeddingTable, into: ErrorRows): void {
-  const status = table.table.getChild(COLUMNS.status)!;
-  const get = (name: string, i: number): unknown => table.table.getChild(name)!.get(i);
-  for (let i = 0; i < table.numRows; i++) {
-    if (status.get(i) === 'ok') continue;
-    into.rowIndex.push(BigInt(get(COLUMNS.rowIndex, i) as bigint));
-    into.source.push(String(get(COLUMNS.source, i)));
-    into.offset.push(Number(get(COLUMNS.offset, i)));
-    into.text.push(get(COLUMNS.text, i) as string | null);
-    into.reason.push(String(get(COLUMNS.errorReason, i)));
-    into.message.push(String(get(COLUMNS.errorMessage, i)));
-  }
-}
-
-function errorTable(e: ErrorRows): arrow.Table {
-  return new arrow.Table({
-    id: arrow.makeVector(BigInt64Array.from(e.rowIndex)),
-    source: arrow.vectorFromArray(e.source, new arrow.Utf8()),
-    offset: arrow.makeVector(BigInt64Array.from(e.offset, (o) => BigInt(o))),
-    text: arrow.vectorFromArray(e.text, new arrow.Utf8()),
-    error_reason: arrow.vectorFromArray(e.reason, new arrow.Utf8()),
-    error_message: arrow.vectorFromArray(e.message, new arrow.Utf8()),
-  });
-}
-
-/** EasyNLP feature lines for every input row, chunk file by chunk file (a second pass: never a whole split in memory). */
-async function* featureTsvStream(output: ObjectStore, markers: readonly ShardMarker[], modality: Modality): AsyncGenerator<Buffer> {
-  for (const marker of markers) {
-    for (const file of marker.files) {
-      const table = readEmbeddingTable(await readShardFile(output, marker, file), file.key);
-      for (const lines of featureTsvLines(table, modality)) yield Buffer.from(lines, 'utf8');
-    }
-  }
-}
-
-async function publish(store: ObjectStore, key: string, bytes: Uint8Array, rows: number): Promise<ManifestFile> {
-  await store.put(key, bytes);
-  return { key, rows, bytes: bytes.byteLength, sha256: createHash('sha256').update(bytes).digest('hex') };
-}
-
-async function publishStream(store: ObjectStore, key: string, chunks: AsyncIterable<Buffer>, rows: number): Promise<ManifestFile> {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  const counted = Readable.from(
-    (async function* () {
-      for await (const c of chunks) {
-        hash.update(c);
-        bytes += c.byteLength;
-        yield c;
-      }
-    })(),
+async function verifyPromotion(output: ObjectStore, markers: readonly CommittedShardMarker[]): Promise<void> {
+  const sizes = new Map<string, number>();
+  await Promise.all(
+    outputKeys.finalPrefixes.map(async (prefix) => {
+      for await (const info of output.list(prefix)) sizes.set(info.key, info.size);
+    }),
   );
-  await store.put(key, counted);
-  return { key, rows, bytes, sha256: hash.digest('hex') };
+  const repairs: { marker: CommittedShardMarker; files: StagedFile[] }[] = [];
+  for (const marker of markers) {
+    const files = marker.files.filter((f) => sizes.get(f.key) !== f.bytes);
+    if (files.length > 0) repairs.push({ marker, files });
+  }
+  await forEachLimited(repairs, MARKER_READS_IN_FLIGHT, ({ marker, files }) => promoteFiles(output, marker, files));
 }
 
 function roundAll<T extends Record<string, number>>(o: T): T {

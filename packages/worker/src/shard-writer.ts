@@ -1,12 +1,11 @@
-import { createHash } from 'node:crypto';
-import { VecmillError } from '@vecmill/shared/errors';
-import { EmbeddingTableBuilder, type EmbeddedBatch, type EmbeddingTableOptions } from '@vecmill/shared/formats/embedding-table';
-import { writeParquet } from '@vecmill/shared/formats/parquet-io';
-import { outputKeys } from '@vecmill/shared/run-plan';
+import { CommitError, VecmillError } from '@vecmill/shared/errors';
+import { EmbeddingTable, EmbeddingTableBuilder, type EmbeddedBatch, type EmbeddingTableOptions } from '@vecmill/shared/formats/embedding-table';
+import { MAX_SPLITS, outputKeys, readPlan, splitNameWidth } from '@vecmill/shared/run-plan';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
-import type { ShardFile } from './shard-commit.js';
+import { chunkFiles, type ChunkLayout } from './chunk-files.js';
+import type { StagedFile } from './shard-commit.js';
 
-/** How large one chunk file of a split may grow before it is encoded and stored. */
+/** How large one chunk of a split may grow before its files are built and staged. */
 export interface ShardChunkOptions {
   /** Rows per chunk file. Default 65,536. */
   readonly maxRows?: number;
@@ -33,24 +32,29 @@ export const DEFAULT_SHARD_CHUNK_OPTIONS: Required<ShardChunkOptions> = {
 /** Where a writer stores its chunks and what they hold. */
 export interface ShardWriterOptions {
   readonly splitIndex: number;
-  /** Unique per attempt: goes into every chunk key, so racing attempts never collide. */
+  /** Unique per attempt: goes into every staged key, so racing attempts never collide. */
   readonly attempt: string;
   readonly table: Omit<EmbeddingTableOptions, 'expectedRows'>;
   readonly chunk?: ShardChunkOptions;
 }
 
 /**
- * Streams a split's rows into bounded Parquet chunk files as they are embedded: rows go into one
- * reused `EmbeddingTableBuilder` until a chunk is full, which is then encoded and stored under an
- * attempt-unique key while the next chunk fills. At most one finished chunk waits for its upload,
- * so memory is two chunks whatever the split's size. `finish` returns the files for the marker.
+ * Streams a split's rows into bounded chunks as they are embedded: rows go into one reused
+ * `EmbeddingTableBuilder` until a chunk is full; the chunk's final files (`chunkFiles`: Parquet
+ * part, `.npy` + metadata, errors, feature TSVs, as plan.json asks) are then built in memory and
+ * staged under attempt-unique keys while the next chunk fills. At most one finished chunk waits
+ * for its uploads, so memory is two chunks' files whatever the split's size. `finish` returns the
+ * staged files for the marker; `commitShard` promotes them to their final keys.
  */
 export class ShardWriter {
   private readonly builder: EmbeddingTableBuilder;
   private readonly maxRows: number;
   private readonly maxBytes: number;
-  private readonly done: ShardFile[] = [];
+  private readonly done: StagedFile[] = [];
   private upload: Promise<void> | undefined;
+  private layout: Promise<Omit<ChunkLayout, 'chunkIndex'>> | undefined;
+  private chunks = 0;
+  private lines = 0;
   private elapsed = 0;
 
   constructor(
@@ -66,7 +70,7 @@ export class ShardWriter {
     this.builder = new EmbeddingTableBuilder({ ...options.table, expectedRows: Math.min(maxRows, 1024) });
   }
 
-  /** Milliseconds spent encoding chunks and waiting for their uploads: the split's write stage. */
+  /** Milliseconds spent building chunk files and waiting for their uploads: the split's write stage. */
   get elapsedMs(): number {
     return this.elapsed;
   }
@@ -82,8 +86,8 @@ export class ShardWriter {
     }
   }
 
-  /** Stores the last chunk and waits for every upload; the files in line order. */
-  async finish(): Promise<ShardFile[]> {
+  /** Stages the last chunk and waits for every upload; the staged files, chunk by chunk in line order. */
+  async finish(): Promise<StagedFile[]> {
     if (this.builder.numRows > 0) await this.flush();
     const t0 = performance.now();
     await this.upload;
@@ -91,15 +95,27 @@ export class ShardWriter {
     return [...this.done];
   }
 
+  /** Names and formats come from the run's plan.json, read once per attempt. */
+  private chunkLayout(): Promise<Omit<ChunkLayout, 'chunkIndex'>> {
+    this.layout ??= readPlan(this.store).then((plan) => {
+      if (plan === undefined) throw new CommitError(`split ${this.options.splitIndex}: ${outputKeys.plan} is missing in ${this.store.description}; the run cannot be committed`, { split: this.options.splitIndex });
+      if (plan.splits.length > MAX_SPLITS) throw new CommitError(`run ${plan.runId} has ${plan.splits.length} splits, more than ${MAX_SPLITS}; plan it with a larger split size`, { runId: plan.runId });
+      return { splitIndex: this.options.splitIndex, width: splitNameWidth(plan.splits.length), npy: plan.settings.formats.includes('npy'), tsv: plan.settings.formats.includes('tsv') };
+    });
+    return this.layout;
+  }
+
   private async flush(): Promise<void> {
     const t0 = performance.now();
-    const rows = this.builder.numRows;
-    const bytes = writeParquet(this.builder.build());
+    const layout = { ...(await this.chunkLayout()), chunkIndex: this.chunks++ };
+    const table = new EmbeddingTable(this.builder.build());
+    const files = await chunkFiles(table, this.lines, layout);
+    this.lines += table.numRows;
     this.builder.reset();
-    const key = outputKeys.shardChunk(this.options.splitIndex, this.options.attempt, this.done.length);
-    this.done.push({ key, rows, bytes: bytes.byteLength, sha256: createHash('sha256').update(bytes).digest('hex') });
+    const staged = files.map((f) => ({ ...f, staged: outputKeys.staged(this.options.splitIndex, this.options.attempt, f.key) }));
+    for (const { bytes, ...f } of staged) this.done.push({ ...f, bytes: bytes.byteLength });
     await this.upload;
-    this.upload = this.store.put(key, bytes);
+    this.upload = Promise.all(staged.map((f) => this.store.put(f.staged, f.bytes))).then(() => undefined);
     // Marked handled here; `finish` or the next flush awaits it and rethrows its failure.
     this.upload.catch(() => undefined);
     this.elapsed += performance.now() - t0;

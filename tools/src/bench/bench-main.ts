@@ -24,6 +24,7 @@ import { PreprocessPool } from '@vecmill/worker/model/preprocess-pool';
 import { makeModel } from '../modelgen/make-model.js';
 import { benchPhotos, captionOfLength, writePairsTsv } from './bench-data.js';
 import { runPgvectorBench } from './pgvector-bench.js';
+import { runPublishBench } from './publish-bench.js';
 import { runHostThroughputBench } from './host-throughput-bench.js';
 import { runQueueBench } from './queue-bench.js';
 import { runTextMemoryBench } from './text-memory-bench.js';
@@ -221,6 +222,7 @@ async function main(): Promise<void> {
   }
 
   if (!quick) await runPgvectorBench(record);
+  await runPublishBench(root, record, quick);
 
   const machine = `${cpus()[0]?.model ?? 'unknown CPU'}, ${threads} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
   const doc = { date: new Date().toISOString(), machine, photos: source, batch, threads, results };

@@ -10,9 +10,8 @@ import { readParquet } from './parquet-io.js';
  */
 export interface EmbeddedRow {
   /**
-   * Global row index over the whole dataset. Workers cannot know it (a split does not know how
-   * many lines the splits before it hold), so shards store null and the merger assigns it with
-   * `EmbeddingTable.withRowIndex`; `(splitIndex, lineIndex)` identifies a row in the meantime.
+   * The row's id, `splitIndex × 2^32 + lineIndex` (`rowId` in run-plan.ts): null while a chunk is
+   * built, set with `EmbeddingTable.withRowIndex` when the worker builds the chunk's final files.
    */
   rowIndex: number | null;
   splitIndex: number;
@@ -249,7 +248,7 @@ class HashColumnBuffer {
  * the builder and fills the same buffers again, so memory never grows with a split's rows.
  * Schema (in this order):
  *
- * - `row_index` int64, null in shards (see `EmbeddedRow.rowIndex`)
+ * - `row_index` int64, the row's id (see `EmbeddedRow.rowIndex`)
  * - `split_index` int32, `line_index` int32
  * - `source` dictionary<int32, utf8> (one value per split), `byte_offset` int64
  * - `text` utf8, nullable
@@ -661,8 +660,8 @@ export class EmbeddingTable {
   }
 
   /**
-   * The same rows with `row_index` set to `first, first + 1, …`: what the merger does to shard
-   * rows once it knows how many rows precede them. Other columns are shared, not copied.
+   * The same rows with `row_index` set to `first, first + 1, …`: a chunk's consecutive lines get
+   * consecutive ids this way. Other columns are shared, not copied.
    */
   withRowIndex(first: number): EmbeddingTable {
     if (this.numRows === 0) return this;

@@ -1,5 +1,5 @@
 import { createReadStream, type Dirent, type Stats } from 'node:fs';
-import { link, mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { copyFile, link, mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
@@ -100,6 +100,33 @@ export class LocalStore implements ObjectStore {
     }
     await syncFolder(dirname(path), key);
     return true;
+  }
+
+  async copy(sourceKey: string, targetKey: string): Promise<void> {
+    const source = this.localPath(sourceKey);
+    const path = this.localPath(targetKey);
+    if (source === path) {
+      await this.stat(sourceKey);
+      return;
+    }
+    const folder = dirname(path);
+    await mkdir(folder, { recursive: true }).catch(async (err: unknown) => {
+      throw fsError(await realMkdirError(folder, err), 'write', targetKey, folder, false);
+    });
+    const temp = join(folder, `.${basename(path)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+    try {
+      // A hard link shares the (immutable, already fsynced) bytes; another file system needs a real copy.
+      await link(source, temp).catch(async (err: unknown) => {
+        if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+        await copyFile(source, temp);
+      });
+      await rename(temp, path);
+    } catch (err) {
+      await rm(temp, { force: true });
+      // The target's folder exists (made above), so a missing entry is the source.
+      throw (err as NodeJS.ErrnoException).code === 'ENOENT' ? fsError(err, 'read', sourceKey, source, true) : fsError(err, 'write', targetKey, path, false);
+    }
+    await syncFolder(folder, targetKey);
   }
 
   async delete(key: string): Promise<void> {

@@ -43,6 +43,15 @@ export interface ObjectStore {
    * commit primitive: the first committer wins.
    */
   putIfAbsent(key: string, body: Buffer | Uint8Array): Promise<boolean>;
+  /**
+   * Copies an object to another key of the same store, atomically like `put` (the target shows
+   * either nothing, its previous bytes or the complete copy) and without the bytes passing through
+   * this process where the backend allows (S3: server-side CopyObject; local: a hard link to a
+   * temp name, then rename). Overwrites; copying again gives the same bytes. The promotion
+   * primitive: a committed attempt's staged files become final files this way.
+   * Throws NotFoundError when the source does not exist.
+   */
+  copy(sourceKey: string, targetKey: string): Promise<void>;
   /** Deletes an object; deleting a missing key is not an error. */
   delete(key: string): Promise<void>;
   /** Local stores return the absolute file path for a key (for tools that want a path); S3 returns undefined. */

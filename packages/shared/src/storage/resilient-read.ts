@@ -68,6 +68,7 @@ export function withResilientReads(store: ObjectStore, options: ResilientReadOpt
     read: (key: string) => withRetry(() => store.read(key), options),
     put: (key, body) => store.put(key, body),
     putIfAbsent: (key, body) => store.putIfAbsent(key, body),
+    copy: (sourceKey, targetKey) => store.copy(sourceKey, targetKey),
     delete: (key: string) => store.delete(key),
     localPath: (key: string) => store.localPath(key),
   };

@@ -1,4 +1,5 @@
 import {
+  CopyObjectCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
@@ -11,6 +12,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { ConfigError, NotFoundError, StorageError, VecmillError } from '../errors.js';
 import { describeKeyProblem } from './location.js';
 import type { ObjectInfo, ObjectStore } from './object-store.js';
+import { withRetry } from './retry.js';
 
 /** How to reach S3 or an S3-compatible server (MinIO, s3rver). Taken as data so only the config loader reads the environment. */
 export interface S3ClientOptions {
@@ -86,11 +88,14 @@ export class S3Store implements ObjectStore {
     const full = this.fullKey(prefix, true);
     let token: string | undefined;
     do {
-      const page = await this.client
-        .send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: full, MaxKeys: this.options.listPageSize, ContinuationToken: token }))
-        .catch((err: unknown) => {
+      const input = { Bucket: this.bucket, Prefix: full, MaxKeys: this.options.listPageSize, ContinuationToken: token };
+      // A page is idempotent to fetch again; its answer can break mid-body after the SDK's own
+      // retries are over (a cut XML body), which would otherwise fail a whole publish.
+      const page = await withRetry(() =>
+        this.client.send(new ListObjectsV2Command(input)).catch((err: unknown) => {
           throw s3Error(err, 'list', this.uri(full));
-        });
+        }),
+      );
       for (const object of page.Contents ?? []) {
         if (object.Key === undefined) continue;
         yield {
@@ -218,6 +223,16 @@ export class S3Store implements ObjectStore {
       if (status === 412 || status === 409) return false;
       throw s3Error(err, 'write', this.uri(full));
     }
+  }
+
+  async copy(sourceKey: string, targetKey: string): Promise<void> {
+    const source = this.fullKey(sourceKey, false);
+    const target = this.fullKey(targetKey, false);
+    // CopyObject takes objects up to 5 GiB in one request, far above any file vecmill stages.
+    const copySource = `${this.bucket}/${source.split('/').map(encodeURIComponent).join('/')}`;
+    await this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: target, CopySource: copySource })).catch((err: unknown) => {
+      throw s3Error(err, statusOf(err) === 404 ? 'read' : 'write', this.uri(statusOf(err) === 404 ? source : target));
+    });
   }
 
   async delete(key: string): Promise<void> {

@@ -1,0 +1,159 @@
+import { createHash } from 'node:crypto';
+import { setImmediate } from 'node:timers/promises';
+import * as arrow from 'apache-arrow';
+import { CommitError } from '@vecmill/shared/errors';
+import { COLUMNS, type EmbeddingTable, type Modality } from '@vecmill/shared/formats/embedding-table';
+import { featureTsvLines } from '@vecmill/shared/formats/easynlp-tsv';
+import { npyHeader } from '@vecmill/shared/formats/npy-writer';
+import { writeParquet } from '@vecmill/shared/formats/parquet-io';
+import { outputKeys, rowId, type FileRole } from '@vecmill/shared/run-plan';
+
+/** Rows formatted as EasyNLP text between two turns of the event loop (32 × 768 floats is a few ms). */
+const TSV_ROWS_PER_SLICE = 32;
+
+/** Which final files a chunk gets and how they are named: fixed by the run's plan. */
+export interface ChunkLayout {
+  readonly splitIndex: number;
+  readonly chunkIndex: number;
+  /** `splitNameWidth` of the plan. */
+  readonly width: number;
+  /** The run asked for the clip-retrieval `.npy` + metadata layout. */
+  readonly npy: boolean;
+  /** The run asked for the EasyNLP feature TSVs. */
+  readonly tsv: boolean;
+}
+
+/** One final file of a chunk, built in memory (bounded by the chunk size) before it is staged. */
+export interface ChunkFile {
+  readonly role: FileRole;
+  /** The key it is published under once its split is committed. */
+  readonly key: string;
+  readonly rows: number;
+  readonly bytes: Uint8Array;
+  readonly sha256: string;
+}
+
+/**
+ * Everything a chunk of a split contributes to the published output, built at commit time so that
+ * publishing never reads an embedding again: the Parquet part (with every row's stable id in
+ * `row_index`), per modality the `.npy` of the rows that have every embedding plus their
+ * clip-retrieval metadata, the errors of its failed rows, and the EasyNLP feature TSV part(s).
+ * `firstLine` is the split line the chunk must start at: its rows must be lines
+ * `firstLine, firstLine + 1, …` of `layout.splitIndex` in order (the basis of unique ids), or the
+ * attempt fails before anything is staged. A chunk without ok rows gets no `.npy`/metadata, one
+ * without failed rows no errors file.
+ */
+export async function chunkFiles(chunk: EmbeddingTable, firstLine: number, layout: ChunkLayout): Promise<ChunkFile[]> {
+  checkLines(chunk, firstLine, layout.splitIndex);
+  const table = chunk.withRowIndex(Number(rowId(layout.splitIndex, firstLine)));
+  const wanted: Modality[] = [...(table.hasImage ? (['image'] as const) : []), ...(table.hasText ? (['text'] as const) : [])];
+  const file = (role: FileRole, rows: number, bytes: Uint8Array): ChunkFile => ({
+    role,
+    key: outputKeys.final(role, layout.splitIndex, layout.chunkIndex, layout.width),
+    rows,
+    bytes,
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+  });
+  const files = [file('part', table.numRows, writeParquet(table.table))];
+  const ok = okRowIndexes(table, wanted);
+  if (layout.npy && ok.length > 0) {
+    for (const m of wanted) files.push(file(m === 'image' ? 'npy-image' : 'npy-text', ok.length, npyBytes(table, m, ok)));
+    files.push(file('metadata', ok.length, writeParquet(metadataTable(table, ok))));
+  }
+  const failed = table.numRows - okCount(table);
+  if (failed > 0) files.push(file('errors', failed, writeParquet(errorTable(table))));
+  if (layout.tsv) {
+    for (const m of wanted) {
+      // Formatting floats as text is the slowest step: a few rows at a time, yielding between
+      // them, so a worker's event loop keeps renewing its BullMQ locks during a large chunk.
+      const pieces: Buffer[] = [];
+      for (const lines of featureTsvLines(table, m, TSV_ROWS_PER_SLICE)) {
+        pieces.push(Buffer.from(lines, 'utf8'));
+        await setImmediate();
+      }
+      files.push(file(m === 'image' ? 'tsv-image' : 'tsv-text', table.numRows, Buffer.concat(pieces)));
+    }
+  }
+  return files;
+}
+
+/** Chunk rows must be lines `firstLine…` of the split, once each and in order: ids are then unique and gap-free. */
+function checkLines(chunk: EmbeddingTable, firstLine: number, splitIndex: number): void {
+  const lines = chunk.table.getChild(COLUMNS.lineIndex)!.toArray() as Int32Array;
+  const splits = chunk.table.getChild(COLUMNS.splitIndex)!.toArray() as Int32Array;
+  for (let i = 0; i < lines.length; i++) {
+    if (lines[i] !== firstLine + i || splits[i] !== splitIndex) {
+      throw new CommitError(
+        `split ${splitIndex}: chunk row ${i} is line ${lines[i]} of split ${splits[i]}, expected line ${firstLine + i} of split ${splitIndex} (duplicate or missing row); refusing to commit`,
+        { split: splitIndex },
+      );
+    }
+  }
+}
+
+function okCount(table: EmbeddingTable): number {
+  const status = table.table.getChild(COLUMNS.status)!;
+  let n = 0;
+  for (let i = 0; i < table.numRows; i++) if (status.get(i) === 'ok') n++;
+  return n;
+}
+
+/** Rows that have every embedding the run asked for: the rows the npy layout holds. */
+function okRowIndexes(table: EmbeddingTable, wanted: readonly Modality[]): number[] {
+  const present = wanted.map((m) => table.present(m));
+  const out: number[] = [];
+  for (let i = 0; i < table.numRows; i++) if (present.every((p) => p[i] === 1)) out.push(i);
+  return out;
+}
+
+/** A `.npy` file (header + little-endian rows) of the given rows' embeddings. */
+function npyBytes(table: EmbeddingTable, modality: Modality, rows: readonly number[]): Buffer {
+  const all = table.embeddings(modality);
+  const d = table.dims;
+  const picked = rows.length === table.numRows ? all : gather(all, rows, d);
+  const body = Buffer.from(picked.buffer, picked.byteOffset, picked.byteLength);
+  return Buffer.concat([npyHeader([rows.length, d], table.dtype === 'float16' ? '<f2' : '<f4'), body]);
+}
+
+/** The given rows (ascending) of a row-major array, copying each run of consecutive rows at once. */
+function gather(values: Float32Array | Uint16Array, rows: readonly number[], d: number): Float32Array | Uint16Array {
+  const out = values instanceof Uint16Array ? new Uint16Array(rows.length * d) : new Float32Array(rows.length * d);
+  for (let j = 0; j < rows.length; ) {
+    let k = j + 1;
+    while (k < rows.length && rows[k] === rows[k - 1]! + 1) k++;
+    out.set(values.subarray(rows[j]! * d, (rows[k - 1]! + 1) * d), j * d);
+    j = k;
+  }
+  return out;
+}
+
+/** clip-retrieval's metadata: one row per npy row, with the row's id to join back to the parts. */
+function metadataTable(table: EmbeddingTable, rows: readonly number[]): arrow.Table {
+  const col = <T>(name: string): arrow.Vector<arrow.DataType> & { get(i: number): T } => table.table.getChild(name)! as never;
+  const ids = col<bigint>(COLUMNS.rowIndex);
+  const text = col<string | null>(COLUMNS.text);
+  const source = col<string>(COLUMNS.source);
+  const offset = col<number | bigint>(COLUMNS.offset);
+  return new arrow.Table({
+    id: arrow.makeVector(BigInt64Array.from(rows, (r) => BigInt(ids.get(r)))),
+    caption: arrow.vectorFromArray(rows.map((r) => text.get(r)), new arrow.Utf8()),
+    source: arrow.vectorFromArray(rows.map((r) => String(source.get(r))), new arrow.Utf8()),
+    offset: arrow.makeVector(BigInt64Array.from(rows, (r) => BigInt(offset.get(r)))),
+  });
+}
+
+/** The chunk's failed rows: id, where the line is, its caption and why it failed. */
+function errorTable(table: EmbeddingTable): arrow.Table {
+  const status = table.table.getChild(COLUMNS.status)!;
+  const get = (name: string, i: number): unknown => table.table.getChild(name)!.get(i);
+  const rows: number[] = [];
+  for (let i = 0; i < table.numRows; i++) if (status.get(i) !== 'ok') rows.push(i);
+  return new arrow.Table({
+    id: arrow.makeVector(BigInt64Array.from(rows, (i) => BigInt(get(COLUMNS.rowIndex, i) as bigint))),
+    source: arrow.vectorFromArray(rows.map((i) => String(get(COLUMNS.source, i))), new arrow.Utf8()),
+    offset: arrow.makeVector(BigInt64Array.from(rows, (i) => BigInt(get(COLUMNS.offset, i) as bigint))),
+    text: arrow.vectorFromArray(rows.map((i) => get(COLUMNS.text, i) as string | null), new arrow.Utf8()),
+    error_reason: arrow.vectorFromArray(rows.map((i) => String(get(COLUMNS.errorReason, i))), new arrow.Utf8()),
+    error_message: arrow.vectorFromArray(rows.map((i) => String(get(COLUMNS.errorMessage, i))), new arrow.Utf8()),
+  });
+}
