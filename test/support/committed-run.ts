@@ -14,6 +14,8 @@ export interface SyntheticSplitOptions {
   readonly chunkRows?: number;
   /** Goes into every caption: two attempts with different variants write different bytes. */
   readonly variant?: string;
+  /** Runs between staging and the commit: where a fault test kills its process. */
+  readonly afterStaged?: () => void;
 }
 
 /**
@@ -21,7 +23,7 @@ export interface SyntheticSplitOptions {
  * text-only rows (dims from the plan), which builds and stages the chunks' final files as plan.json
  * asks. Returns the staged files and counts, ready for `commitShard`.
  */
-export async function stageSyntheticSplit(
+async function stageSyntheticSplit(
   store: ObjectStore,
   plan: RunPlan,
   split: number,
@@ -51,6 +53,7 @@ export async function stageSyntheticSplit(
 /** Stages and commits one synthetic split as a worker attempt would; true when this attempt won. */
 export async function commitSyntheticSplit(store: ObjectStore, plan: RunPlan, split: number, attempt: string, o: SyntheticSplitOptions = {}): Promise<boolean> {
   const staged = await stageSyntheticSplit(store, plan, split, attempt, o);
+  o.afterStaged?.();
   const { committed } = await commitShard(store, {
     runId: plan.runId,
     splitIndex: split,

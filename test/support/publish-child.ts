@@ -5,8 +5,7 @@ import { createS3Client, S3Store, type S3ClientOptions } from '@vecmill/shared/s
 import { readPlan } from '@vecmill/shared/run-plan';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
 import { mergeRun } from '@vecmill/worker/merge-processor';
-import { commitShard } from '@vecmill/worker/shard-commit';
-import { stageSyntheticSplit } from './committed-run.js';
+import { commitSyntheticSplit } from './committed-run.js';
 
 /** What the child does: stage then die, commit (optionally dying at its first promotion copy), or publish. */
 export interface ChildTask {
@@ -37,19 +36,9 @@ async function main(task: ChildTask): Promise<unknown> {
           },
         })
       : s3;
-  const staged = await stageSyntheticSplit(store, plan, split, attempt, task.variant === undefined ? {} : { variant: task.variant });
-  if (task.op === 'stage-then-die') process.kill(process.pid, 'SIGKILL');
-  const { committed } = await commitShard(store, {
-    runId: plan.runId,
-    splitIndex: split,
-    attempt,
-    files: staged.files,
-    rowsIn: staged.rowsIn,
-    rowsOk: staged.rowsOk,
-    rowsReused: 0,
-    failedByReason: staged.failedByReason,
-    timings: () => ({ read: 1, decode: 0, tokenize: 1, infer: 2, write: 1 }),
-    worker: 'synthetic',
+  const committed = await commitSyntheticSplit(store, plan, split, attempt, {
+    ...(task.variant === undefined ? {} : { variant: task.variant }),
+    ...(task.op === 'stage-then-die' ? { afterStaged: () => process.kill(process.pid, 'SIGKILL') } : {}),
   });
   client.destroy();
   return { committed };
