@@ -10,18 +10,8 @@ import { startFaultProxy } from './fault-proxy.js';
 import { LatencyStore } from './latency-store.js';
 import { MemoryStore } from './memory-store.js';
 import { startS3Server } from './s3-server.js';
+import type { PublishFigure } from '@vecmill/tools/bench/publish-bench';
 import { storeTestPlan, testPlan } from './test-plan.js';
-
-/** One publish measured: how long `mergeRun` took, over how many splits, files and requests. */
-export interface PublishFigure {
-  readonly splits: number;
-  readonly files: number;
-  readonly requests: number;
-  readonly seconds: number;
-  readonly latencyMs: number;
-  readonly where: string;
-  readonly loadAverage: readonly number[];
-}
 
 /**
  * Publishes a run of `splits` committed splits on the S3 test server behind a proxy that adds

@@ -6,19 +6,9 @@ import { outputKeys, readPlan, type RunPlan } from '@vecmill/shared/run-plan';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
 import { commitShard, readShardMarker } from '@vecmill/worker/shard-commit';
 import { MemoryStore } from '../support/memory-store.js';
+import { testPlan } from '../support/test-plan.js';
 
-const settings: RunPlan['settings'] = {
-  kind: 'pairs',
-  dtype: 'fp32',
-  normalize: true,
-  outDtype: 'float32',
-  batchSize: 32,
-  maxPixels: 50_000_000,
-  fastDecode: false,
-  maxLineBytes: 1 << 20,
-  trimText: true,
-  formats: ['parquet', 'npy'],
-};
+const settings: RunPlan['settings'] = testPlan({ splits: 2, kind: 'pairs', formats: ['parquet', 'npy'] }).settings;
 const fingerprint = { id: 'f'.repeat(64), files: { 'onnx/model.onnx': 'a'.repeat(64) } };
 const input = { uri: '/data/in.tsv', size: 100, etag: 'e1', modified: '2026-01-01T00:00:00.000Z' };
 

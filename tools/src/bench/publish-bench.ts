@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { RecordFigure } from './text-memory-bench.js';
 
-/** What the bench uses of test/support/publish-bench-run.ts. */
-interface PublishFigure {
+/** One publish measured (by test/support/publish-bench-run.ts): how long `mergeRun` took, over how many splits, files and requests. */
+export interface PublishFigure {
   readonly splits: number;
   readonly files: number;
   readonly requests: number;
