@@ -115,14 +115,49 @@ function embeddingColumn(modality: Modality): string {
   return modality === 'text' ? COLUMNS.textEmbedding : COLUMNS.imageEmbedding;
 }
 
-function isEmbeddingColumn(name: string): boolean {
-  return name === COLUMNS.textEmbedding || name === COLUMNS.imageEmbedding;
-}
-
 function embeddingType(dims: number, dtype: EmbeddingDtype): arrow.FixedSizeList {
   const child = dtype === 'float16' ? new arrow.Float16() : new arrow.Float32();
   return new arrow.FixedSizeList(dims, new arrow.Field('item', child, false));
 }
+
+/** What decides an embedding table's columns: the towers it has, their width and element type. */
+export type EmbeddingTableShape = Pick<EmbeddingTableOptions, 'dims' | 'outDtype' | 'hasText' | 'hasImage'>;
+
+/**
+ * The embedding table's schema, in column order: the one place it is written down. The builder
+ * builds exactly these fields and readers check a file against the columns every shape has.
+ *
+ * - `row_index`: the row's id (see `EmbeddedRow.rowIndex`); `split_index`, `line_index`
+ * - `source`: dictionary-encoded (one value per split); `byte_offset`
+ * - `text`: the caption, null when the input has none
+ * - `text_embedding` / `image_embedding`: fixed-size lists of D floats, only with their tower, and
+ *   NOT nullable (Parquet `required`): error rows hold zero vectors, see EmbeddingColumnBuffer
+ * - `status` (`ok` / `error`, dictionary-encoded), `error_reason`, `error_message`
+ * - `text_sha256` / `image_sha256`: content hashes for `--reuse`, with their tower
+ *
+ * `split_index`, `line_index` and `byte_offset` are never null either; the other fields are
+ * declared nullable, as every file written so far declares them.
+ */
+export function embeddingTableSchema(shape: EmbeddingTableShape): arrow.Schema {
+  const field = (name: string, type: arrow.DataType, nullable = true): arrow.Field => new arrow.Field(name, type, nullable);
+  const towers = (make: (m: Modality) => arrow.Field): arrow.Field[] => [...(shape.hasText ? [make('text')] : []), ...(shape.hasImage ? [make('image')] : [])];
+  return new arrow.Schema([
+    field(COLUMNS.rowIndex, new arrow.Int64()),
+    field(COLUMNS.splitIndex, new arrow.Int32(), false),
+    field(COLUMNS.lineIndex, new arrow.Int32(), false),
+    field(COLUMNS.source, new arrow.Dictionary(new arrow.Utf8(), new arrow.Int32())),
+    field(COLUMNS.offset, new arrow.Int64(), false),
+    field(COLUMNS.text, new arrow.Utf8()),
+    ...towers((m) => field(embeddingColumn(m), embeddingType(shape.dims, shape.outDtype), false)),
+    field(COLUMNS.status, new arrow.Dictionary(new arrow.Utf8(), new arrow.Int8())),
+    field(COLUMNS.errorReason, new arrow.Utf8()),
+    field(COLUMNS.errorMessage, new arrow.Utf8()),
+    ...towers((m) => field(m === 'text' ? COLUMNS.textSha256 : COLUMNS.imageSha256, new arrow.FixedSizeBinary(32))),
+  ]);
+}
+
+/** The columns every embedding table has, whatever its towers: what a reader checks first. */
+const BASE_COLUMNS = embeddingTableSchema({ dims: 1, outDtype: 'float32', hasText: false, hasImage: false }).fields.map((f) => f.name);
 
 function internal(message: string): VecmillError {
   return new VecmillError('E_INTERNAL', message);
@@ -246,18 +281,7 @@ class HashColumnBuffer {
  * 65k rows costs a few large copies instead of 65k small objects. It holds what it is given: a
  * caller that streams (the embed processor) builds a bounded chunk, encodes it, then `reset()`s
  * the builder and fills the same buffers again, so memory never grows with a split's rows.
- * Schema (in this order):
- *
- * - `row_index` int64, the row's id (see `EmbeddedRow.rowIndex`)
- * - `split_index` int32, `line_index` int32
- * - `source` dictionary<int32, utf8> (one value per split), `byte_offset` int64
- * - `text` utf8, nullable
- * - `text_embedding` / `image_embedding` fixed_size_list<float32 | float16>[D], NOT nullable
- *   (Parquet `required`; error rows hold zero vectors, see EmbeddingColumnBuffer), present only
- *   when the input kind has that modality
- * - `status` dictionary<int8, utf8> (`ok` / `error`)
- * - `error_reason` utf8 nullable, `error_message` utf8 nullable
- * - `text_sha256` / `image_sha256` fixed_size_binary[32], nullable, with the embedding columns
+ * Its columns are `embeddingTableSchema`'s.
  */
 export class EmbeddingTableBuilder {
   private capacity: number;
@@ -465,59 +489,48 @@ export class EmbeddingTableBuilder {
   build(): arrow.Table {
     this.built = true;
     const n = this.length;
-    const { dims, outDtype } = this.options;
     const int64 = (values: Float64Array): BigInt64Array => {
       const out = new BigInt64Array(n);
       for (let i = 0; i < n; i++) out[i] = BigInt(values[i]!);
       return out;
     };
-    const sourceDictionary = arrow.vectorFromArray([...this.sourceIds.keys()], new arrow.Utf8());
-    const columns: Record<string, arrow.Vector> = {
-      [COLUMNS.rowIndex]: arrow.makeVector(
-        arrow.makeData({
-          type: new arrow.Int64(),
-          length: n,
-          nullCount: this.rowIndexNulls,
-          nullBitmap: this.rowIndexNulls === 0 ? null : this.rowIndexValid.subarray(0, Math.ceil(n / 8)),
-          data: this.rowIndex.subarray(0, n),
-        }),
-      ),
-      [COLUMNS.splitIndex]: arrow.makeVector(this.splitIndex.subarray(0, n)),
-      [COLUMNS.lineIndex]: arrow.makeVector(this.lineIndex.subarray(0, n)),
-      [COLUMNS.source]: arrow.makeVector(
-        arrow.makeData({
-          type: new arrow.Dictionary(new arrow.Utf8(), new arrow.Int32()),
-          length: n,
-          data: this.sourceIndex.subarray(0, n),
-          dictionary: sourceDictionary,
-        }),
-      ),
-      [COLUMNS.offset]: arrow.makeVector(int64(this.offset.subarray(0, n))),
-      [COLUMNS.text]: arrow.vectorFromArray(this.text, new arrow.Utf8()),
-    };
-    if (this.textColumn !== undefined) {
-      columns[COLUMNS.textEmbedding] = arrow.makeVector(this.textColumn.toData(n, embeddingType(dims, outDtype)));
-    }
-    if (this.imageColumn !== undefined) {
-      columns[COLUMNS.imageEmbedding] = arrow.makeVector(this.imageColumn.toData(n, embeddingType(dims, outDtype)));
-    }
-    columns[COLUMNS.status] = arrow.makeVector(
-      arrow.makeData({
-        type: new arrow.Dictionary(new arrow.Utf8(), new arrow.Int8()),
+    const schema = embeddingTableSchema(this.options);
+    const type = (name: string): arrow.DataType => schema.fields.find((f) => f.name === name)!.type as arrow.DataType;
+    const strings = (name: string, values: readonly (string | null)[]): arrow.Data => arrow.vectorFromArray(values, type(name) as arrow.Utf8).data[0]!;
+    const columns: Record<string, arrow.Data> = {
+      [COLUMNS.rowIndex]: arrow.makeData({
+        type: type(COLUMNS.rowIndex) as arrow.Int64,
+        length: n,
+        nullCount: this.rowIndexNulls,
+        nullBitmap: this.rowIndexNulls === 0 ? null : this.rowIndexValid.subarray(0, Math.ceil(n / 8)),
+        data: this.rowIndex.subarray(0, n),
+      }),
+      [COLUMNS.splitIndex]: arrow.makeData({ type: type(COLUMNS.splitIndex) as arrow.Int32, length: n, data: this.splitIndex.subarray(0, n) }),
+      [COLUMNS.lineIndex]: arrow.makeData({ type: type(COLUMNS.lineIndex) as arrow.Int32, length: n, data: this.lineIndex.subarray(0, n) }),
+      [COLUMNS.source]: arrow.makeData({
+        type: type(COLUMNS.source) as arrow.Dictionary<arrow.Utf8, arrow.Int32>,
+        length: n,
+        data: this.sourceIndex.subarray(0, n),
+        dictionary: arrow.vectorFromArray([...this.sourceIds.keys()], new arrow.Utf8()),
+      }),
+      [COLUMNS.offset]: arrow.makeData({ type: type(COLUMNS.offset) as arrow.Int64, length: n, data: int64(this.offset.subarray(0, n)) }),
+      [COLUMNS.text]: strings(COLUMNS.text, this.text),
+      [COLUMNS.status]: arrow.makeData({
+        type: type(COLUMNS.status) as arrow.Dictionary<arrow.Utf8, arrow.Int8>,
         length: n,
         data: this.status.subarray(0, n),
         dictionary: arrow.vectorFromArray([...STATUS_VALUES], new arrow.Utf8()),
       }),
-    );
-    columns[COLUMNS.errorReason] = arrow.vectorFromArray(this.errorReason, new arrow.Utf8());
-    columns[COLUMNS.errorMessage] = arrow.vectorFromArray(this.errorMessage, new arrow.Utf8());
-    if (this.textHashes !== undefined) columns[COLUMNS.textSha256] = arrow.makeVector(this.textHashes.toData(n));
-    if (this.imageHashes !== undefined) columns[COLUMNS.imageSha256] = arrow.makeVector(this.imageHashes.toData(n));
-    const table = new arrow.Table(columns);
-    // Embedding fields are declared non-nullable, so Parquet says `required` and no reader has
-    // to cope with a null FixedSizeList entry.
-    const schema = new arrow.Schema(table.schema.fields.map((f) => (isEmbeddingColumn(f.name) ? f.clone({ nullable: false }) : f)));
-    return new arrow.Table(schema, table.batches.map((batch) => new arrow.RecordBatch(schema, batch.data)));
+      [COLUMNS.errorReason]: strings(COLUMNS.errorReason, this.errorReason),
+      [COLUMNS.errorMessage]: strings(COLUMNS.errorMessage, this.errorMessage),
+    };
+    if (this.textColumn !== undefined) columns[COLUMNS.textEmbedding] = this.textColumn.toData(n, type(COLUMNS.textEmbedding) as arrow.FixedSizeList);
+    if (this.imageColumn !== undefined) columns[COLUMNS.imageEmbedding] = this.imageColumn.toData(n, type(COLUMNS.imageEmbedding) as arrow.FixedSizeList);
+    if (this.textHashes !== undefined) columns[COLUMNS.textSha256] = this.textHashes.toData(n);
+    if (this.imageHashes !== undefined) columns[COLUMNS.imageSha256] = this.imageHashes.toData(n);
+    const children = schema.fields.map((f) => columns[f.name]!);
+    const batch = new arrow.RecordBatch(schema, arrow.makeData({ type: new arrow.Struct(schema.fields), length: n, nullCount: 0, children }));
+    return new arrow.Table(schema, [batch]);
   }
 }
 
@@ -544,7 +557,7 @@ export class EmbeddingTable {
   ) {
     const invalid = (detail: string): InputError =>
       new InputError(`${name} is not a vecmill embedding table (${detail}): re-create it with this version of vecmill`, { name });
-    for (const column of [COLUMNS.rowIndex, COLUMNS.splitIndex, COLUMNS.lineIndex, COLUMNS.source, COLUMNS.offset, COLUMNS.text, COLUMNS.status, COLUMNS.errorReason, COLUMNS.errorMessage]) {
+    for (const column of BASE_COLUMNS) {
       if (table.getChild(column) === null) throw invalid(`column ${column} is missing`);
     }
     this.numRows = table.numRows;
