@@ -1,6 +1,7 @@
 import type { ModelPreset, ClipPresetShape, ClipTowerShape } from './model-presets.js';
 import type { FamilyTokenizerInfo } from './family-tokenizer-info.js';
 import { BERT_CLS_TOKEN, BERT_MASK_TOKEN, BERT_PAD_TOKEN, BERT_SEP_TOKEN, BERT_UNK_TOKEN } from './small-wordpiece-tokenizer.js';
+import { towerSizes, visionGeometry } from './tower-config.js';
 
 /** Inputs of the JSON files that accompany a Chinese-CLIP folder's ONNX graphs. */
 export interface FamilyConfigFilesOptions {
@@ -21,10 +22,7 @@ export const CHINESE_CLIP_CONTEXT = 52;
 export function chineseClipConfigFiles(options: FamilyConfigFilesOptions): Record<string, unknown> {
   const { preset, seed, shape, tokenizer } = options;
   const tower = (t: ClipTowerShape) => ({
-    hidden_size: t.hiddenSize,
-    intermediate_size: t.intermediateSize,
-    num_attention_heads: t.numAttentionHeads,
-    num_hidden_layers: t.numHiddenLayers,
+    ...towerSizes(t),
   });
   const imageSize = shape.vision.imageSize;
   return {
@@ -48,9 +46,7 @@ export function chineseClipConfigFiles(options: FamilyConfigFilesOptions): Recor
         ...tower(shape.vision),
         hidden_act: 'quick_gelu',
         layer_norm_eps: shape.layerNormEps,
-        image_size: imageSize,
-        patch_size: shape.vision.patchSize,
-        num_channels: 3,
+        ...visionGeometry(shape.vision),
         projection_dim: shape.projectionDim,
       },
       torch_dtype: 'float32',

@@ -2,6 +2,7 @@ import type { ClipTokenizerInfo } from './clip-tokenizer-info.js';
 import type { ModelPreset } from './make-model.js';
 import type { ClipPresetShape, ClipTowerShape } from './model-presets.js';
 import { CLIP_END_TOKEN, CLIP_START_TOKEN } from './small-tokenizer.js';
+import { towerSizes, visionGeometry } from './tower-config.js';
 
 /** Inputs of the JSON files that accompany the ONNX graphs. */
 export interface ClipConfigFilesOptions {
@@ -20,10 +21,7 @@ export interface ClipConfigFilesOptions {
 export function clipConfigFiles(options: ClipConfigFilesOptions): Record<string, unknown> {
   const { preset, seed, shape, tokenizer } = options;
   const tower = (t: ClipTowerShape) => ({
-    hidden_size: t.hiddenSize,
-    intermediate_size: t.intermediateSize,
-    num_attention_heads: t.numAttentionHeads,
-    num_hidden_layers: t.numHiddenLayers,
+    ...towerSizes(t),
     hidden_act: 'quick_gelu',
     layer_norm_eps: shape.layerNormEps,
     projection_dim: shape.projectionDim,
@@ -48,9 +46,7 @@ export function clipConfigFiles(options: ClipConfigFilesOptions): Record<string,
       vision_config: {
         model_type: 'clip_vision_model',
         ...tower(shape.vision),
-        image_size: imageSize,
-        patch_size: shape.vision.patchSize,
-        num_channels: 3,
+        ...visionGeometry(shape.vision),
       },
       torch_dtype: 'float32',
       vecmill: { preset, seed },

@@ -1,6 +1,7 @@
 import type { ClipTowerShape } from './model-presets.js';
 import type { FamilyConfigFilesOptions } from './chinese-clip-config-files.js';
 import { SIGLIP_EOS_TOKEN, SIGLIP_UNK_TOKEN } from './small-unigram-tokenizer.js';
+import { towerSizes, visionGeometry } from './tower-config.js';
 
 /**
  * config.json, preprocessor_config.json and tokenizer_config.json as SigLIP exports ship them
@@ -11,10 +12,7 @@ import { SIGLIP_EOS_TOKEN, SIGLIP_UNK_TOKEN } from './small-unigram-tokenizer.js
 export function siglipConfigFiles(options: FamilyConfigFilesOptions): Record<string, unknown> {
   const { preset, seed, shape, tokenizer } = options;
   const tower = (t: ClipTowerShape) => ({
-    hidden_size: t.hiddenSize,
-    intermediate_size: t.intermediateSize,
-    num_attention_heads: t.numAttentionHeads,
-    num_hidden_layers: t.numHiddenLayers,
+    ...towerSizes(t),
     hidden_act: 'gelu_pytorch_tanh',
     layer_norm_eps: shape.layerNormEps,
   });
@@ -35,9 +33,7 @@ export function siglipConfigFiles(options: FamilyConfigFilesOptions): Record<str
       vision_config: {
         model_type: 'siglip_vision_model',
         ...tower(shape.vision),
-        image_size: imageSize,
-        patch_size: shape.vision.patchSize,
-        num_channels: 3,
+        ...visionGeometry(shape.vision),
       },
       torch_dtype: 'float32',
       vecmill: { preset, seed },
