@@ -332,12 +332,26 @@ async function putObjectAtomically(store: S3rverStore, object: S3rverObject): Pr
     const source = Buffer.isBuffer(object.content) ? Readable.from([object.content]) : object.content;
     await pipeline(source, counter, createWriteStream(temp));
     const md5 = hash.digest('hex');
-    await store.putMetadata(object.bucket, object.key, object.metadata, md5);
+    await putMetadataAtomically(store, object.bucket, object.key, object.metadata, md5);
     await rename(temp, objectPath);
     return { size, md5 };
   } catch (err) {
     await rm(temp, { force: true });
     throw err;
+  }
+}
+
+/**
+ * s3rver's putMetadata rewrites the md5 and metadata files of a key in place, so a listing or
+ * HEAD racing an overwrite reads an empty ETag. They are written under a scratch key beside it,
+ * then each renamed over the key's own: a reader sees the old or the new file, never a truncated one.
+ */
+async function putMetadataAtomically(store: S3rverStore, bucket: string, key: string, metadata: Record<string, string>, md5: string): Promise<void> {
+  const slash = key.lastIndexOf('/');
+  const scratch = `${key.slice(0, slash + 1)}.${randomBytes(8).toString('hex')}.partial-metadata`;
+  await store.putMetadata(bucket, scratch, metadata, md5);
+  for (const kind of ['object.md5', 'metadata.json']) {
+    await rename(store.getResourcePath(bucket, scratch, kind), store.getResourcePath(bucket, key, kind));
   }
 }
 
@@ -359,14 +373,14 @@ async function copyObjectAtomically(
     const temp = join(dirname(destPath), `.${randomBytes(8).toString('hex')}.partial`);
     try {
       await copyFile(srcPath, temp);
-      await store.putMetadata(destBucket, destKey, userMetadata, String(metadata['etag']).replace(/"/g, ''));
+      await putMetadataAtomically(store, destBucket, destKey, userMetadata, String(metadata['etag']).replace(/"/g, ''));
       await rename(temp, destPath);
     } catch (err) {
       await rm(temp, { force: true });
       throw err;
     }
   } else if (replacement !== null) {
-    await store.putMetadata(destBucket, destKey, userMetadata, String(metadata['etag']).replace(/"/g, ''));
+    await putMetadataAtomically(store, destBucket, destKey, userMetadata, String(metadata['etag']).replace(/"/g, ''));
   }
   return store.getMetadata(destBucket, destKey);
 }
