@@ -4,6 +4,7 @@ import * as arrow from 'apache-arrow';
 import { CommitError } from '@vecmill/shared/errors';
 import { COLUMNS, type EmbeddingTable, type Modality } from '@vecmill/shared/formats/embedding-table';
 import { featureTsvLines } from '@vecmill/shared/formats/easynlp-tsv';
+import { utf8Data } from '@vecmill/shared/formats/utf8-data';
 import { npyHeader } from '@vecmill/shared/formats/npy-writer';
 import { writeParquet } from '@vecmill/shared/formats/parquet-io';
 import { outputKeys, rowId, type FileRole } from '@vecmill/shared/run-plan';
@@ -92,9 +93,9 @@ function checkLines(chunk: EmbeddingTable, firstLine: number, splitIndex: number
 }
 
 function okCount(table: EmbeddingTable): number {
-  const status = table.table.getChild(COLUMNS.status)!;
+  const ok = table.statusOk();
   let n = 0;
-  for (let i = 0; i < table.numRows; i++) if (status.get(i) === 'ok') n++;
+  for (let i = 0; i < ok.length; i++) n += ok[i]!;
   return n;
 }
 
@@ -127,19 +128,37 @@ function gather(values: Float32Array | Uint16Array, rows: readonly number[], d: 
   return out;
 }
 
-/** clip-retrieval's metadata: one row per npy row, with the row's id to join back to the parts. */
+/**
+ * clip-retrieval's metadata: one row per npy row, with the row's id to join back to the parts.
+ * Built from the chunk's column buffers, not row by row: with every row ok (the usual chunk) the
+ * caption column is the chunk's own.
+ */
 function metadataTable(table: EmbeddingTable, rows: readonly number[]): arrow.Table {
-  const col = <T>(name: string): arrow.Vector<arrow.DataType> & { get(i: number): T } => table.table.getChild(name)! as never;
-  const ids = col<bigint>(COLUMNS.rowIndex);
-  const text = col<string | null>(COLUMNS.text);
-  const source = col<string>(COLUMNS.source);
-  const offset = col<number | bigint>(COLUMNS.offset);
+  const all = rows.length === table.numRows;
+  const int64 = (name: string): BigInt64Array => {
+    const values = table.table.getChild(name)!.toArray() as BigInt64Array;
+    return all ? values : BigInt64Array.from(rows, (r) => values[r]!);
+  };
+  const text = table.table.getChild(COLUMNS.text)! as arrow.Vector<arrow.Utf8>;
+  const caption = all && text.data.length === 1 ? text : arrow.makeVector(utf8Data(rows.map((r) => text.get(r))));
+  const sources = stringsOf(table.table.getChild(COLUMNS.source)! as arrow.Vector<arrow.Dictionary<arrow.Utf8>>);
   return new arrow.Table({
-    id: arrow.makeVector(BigInt64Array.from(rows, (r) => BigInt(ids.get(r)))),
-    caption: arrow.vectorFromArray(rows.map((r) => text.get(r)), new arrow.Utf8()),
-    source: arrow.vectorFromArray(rows.map((r) => String(source.get(r))), new arrow.Utf8()),
-    offset: arrow.makeVector(BigInt64Array.from(rows, (r) => BigInt(offset.get(r)))),
+    id: arrow.makeVector(int64(COLUMNS.rowIndex)),
+    caption,
+    source: arrow.makeVector(utf8Data(rows.map((r) => String(sources[r])))),
+    offset: arrow.makeVector(int64(COLUMNS.offset)),
   });
+}
+
+/** Every row's value of a dictionary-encoded string column, decoding each dictionary once. */
+function stringsOf(column: arrow.Vector<arrow.Dictionary<arrow.Utf8>>): (string | null)[] {
+  const out: (string | null)[] = [];
+  for (const chunk of column.data) {
+    const words = chunk.dictionary?.toArray() as (string | null)[] | undefined;
+    const indexes = chunk.values as ArrayLike<number>;
+    for (let i = 0; i < chunk.length; i++) out.push(words === undefined || (chunk.nullCount > 0 && !chunk.getValid(i)) ? null : (words[indexes[i]!] ?? null));
+  }
+  return out;
 }
 
 /** The chunk's failed rows: id, where the line is, its caption and why it failed. */

@@ -2,6 +2,7 @@ import * as arrow from 'apache-arrow';
 import { InputError, VecmillError } from '../errors.js';
 import { float16ToFloat32, float32ToFloat16 } from './float16.js';
 import { readParquet } from './parquet-io.js';
+import { utf8Data } from './utf8-data.js';
 
 /**
  * One embedded input row, as the row-wise API and `EmbeddingTable.row` see it. Shards and final
@@ -496,7 +497,6 @@ export class EmbeddingTableBuilder {
     };
     const schema = embeddingTableSchema(this.options);
     const type = (name: string): arrow.DataType => schema.fields.find((f) => f.name === name)!.type as arrow.DataType;
-    const strings = (name: string, values: readonly (string | null)[]): arrow.Data => arrow.vectorFromArray(values, type(name) as arrow.Utf8).data[0]!;
     const columns: Record<string, arrow.Data> = {
       [COLUMNS.rowIndex]: arrow.makeData({
         type: type(COLUMNS.rowIndex) as arrow.Int64,
@@ -514,15 +514,15 @@ export class EmbeddingTableBuilder {
         dictionary: arrow.vectorFromArray([...this.sourceIds.keys()], new arrow.Utf8()),
       }),
       [COLUMNS.offset]: arrow.makeData({ type: type(COLUMNS.offset) as arrow.Int64, length: n, data: int64(this.offset.subarray(0, n)) }),
-      [COLUMNS.text]: strings(COLUMNS.text, this.text),
+      [COLUMNS.text]: utf8Data(this.text),
       [COLUMNS.status]: arrow.makeData({
         type: type(COLUMNS.status) as arrow.Dictionary<arrow.Utf8, arrow.Int8>,
         length: n,
         data: this.status.subarray(0, n),
         dictionary: arrow.vectorFromArray([...STATUS_VALUES], new arrow.Utf8()),
       }),
-      [COLUMNS.errorReason]: strings(COLUMNS.errorReason, this.errorReason),
-      [COLUMNS.errorMessage]: strings(COLUMNS.errorMessage, this.errorMessage),
+      [COLUMNS.errorReason]: utf8Data(this.errorReason),
+      [COLUMNS.errorMessage]: utf8Data(this.errorMessage),
     };
     if (this.textColumn !== undefined) columns[COLUMNS.textEmbedding] = this.textColumn.toData(n, type(COLUMNS.textEmbedding) as arrow.FixedSizeList);
     if (this.imageColumn !== undefined) columns[COLUMNS.imageEmbedding] = this.imageColumn.toData(n, type(COLUMNS.imageEmbedding) as arrow.FixedSizeList);
@@ -629,11 +629,34 @@ export class EmbeddingTable {
    * entry is not null.
    */
   present(modality: Modality, start = 0, end = this.numRows): Uint8Array {
-    this.checkRange(start, end);
+    const out = this.statusOk(start, end);
     const vector = this.embeddingVector(modality);
-    const status = this.table.getChild(COLUMNS.status)!;
+    if (vector.nullCount > 0) for (let i = start; i < end; i++) if (!vector.isValid(i)) out[i - start] = 0;
+    return out;
+  }
+
+  /**
+   * 1 where row `start + i` has status `ok`. Reads the dictionary indices of each record batch
+   * rather than decoding every row's status string: chunk files ask this of every row.
+   */
+  statusOk(start = 0, end = this.numRows): Uint8Array {
+    this.checkRange(start, end);
     const out = new Uint8Array(end - start);
-    for (let i = start; i < end; i++) out[i - start] = status.get(i) === 'ok' && (vector.nullCount === 0 || vector.isValid(i)) ? 1 : 0;
+    let chunkStart = 0;
+    for (const chunk of this.table.getChild(COLUMNS.status)!.data) {
+      const chunkEnd = chunkStart + chunk.length;
+      const from = Math.max(start, chunkStart);
+      const to = Math.min(end, chunkEnd);
+      if (from < to) {
+        const okIndex = chunk.dictionary === undefined ? -1 : chunk.dictionary.toArray().indexOf('ok');
+        const indexes = chunk.values as ArrayLike<number>;
+        for (let i = from; i < to; i++) {
+          const j = i - chunkStart;
+          out[i - start] = okIndex !== -1 && indexes[j] === okIndex && (chunk.nullCount === 0 || chunk.getValid(j)) ? 1 : 0;
+        }
+      }
+      chunkStart = chunkEnd;
+    }
     return out;
   }
 
