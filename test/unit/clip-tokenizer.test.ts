@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { installByteLevelShortcut } from '@vecmill/worker/model/byte-level-shortcut';
 import { ClipTokenizer } from '@vecmill/worker/model/clip-tokenizer';
 import { fixturesSkipReason, sharedFixturesDir } from '../support/fixtures.js';
 
@@ -16,6 +18,33 @@ describe('ClipTokenizer with the real CLIP tokenizer.json', { skip: fixturesSkip
     assert.deepEqual(tok.encode('a photo of a cat'), [49406, 320, 1125, 539, 320, 2368, 49407]);
     assert.deepEqual(tok.encode('A Photo Of A DOG!!'), [49406, 320, 1125, 539, 320, 1929, 748, 49407]);
     assert.deepEqual(tok.encode(''), [49406, 49407]);
+  });
+
+  it('gives the library tokenizer the ByteLevel shortcut, and the same ids as without it', () => {
+    const json = JSON.parse(readFileSync(join(sharedFixturesDir() as string, 'clip-tokenizer', 'tokenizer.json'), 'utf8')) as object;
+    const library = new Tokenizer(json, {});
+    const shortcut = new Tokenizer(json, {});
+    assert.equal(installByteLevelShortcut(shortcut), 1);
+    const captions = [
+      'a photo of a cat',
+      'A Photo Of A DOG!! (2024) -- $5.99 @home #tag ~x~ {braces} [brackets] back\\slash',
+      "it's the cat's toy, isn't it? we'll see; they'd say: \"yes\"",
+      'café — 日本語 🐱 naïve façade',
+      'tabs\tand\nnewlines\r\n  many   spaces  ',
+      'e\u0301 combining, \u00a0no-break space, zero\u200bwidth',
+      'lone \ud800 surrogate',
+      '<|startoftext|>inside<|endoftext|> tokens',
+      '',
+      '   ',
+      '12345678901234567890',
+      'x'.repeat(300),
+    ];
+    for (const caption of captions) assert.deepEqual(shortcut.encode(caption).ids, library.encode(caption).ids, caption);
+    const tok = realTokenizer();
+    for (const caption of captions) {
+      const ids = library.encode(caption).ids;
+      if (ids.length <= 77) assert.deepEqual(tok.encode(caption), ids, caption);
+    }
   });
 
   it('truncates a long caption to 77 tokens with the end token last', () => {

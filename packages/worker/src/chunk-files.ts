@@ -101,9 +101,13 @@ function okCount(table: EmbeddingTable): number {
 
 /** Rows that have every embedding the run asked for: the rows the npy layout holds. */
 function okRowIndexes(table: EmbeddingTable, wanted: readonly Modality[]): number[] {
-  const present = wanted.map((m) => table.present(m));
+  const present = new Uint8Array(table.numRows).fill(1);
+  for (const m of wanted) {
+    const p = table.present(m);
+    for (let i = 0; i < p.length; i++) present[i]! &= p[i]!;
+  }
   const out: number[] = [];
-  for (let i = 0; i < table.numRows; i++) if (present.every((p) => p[i] === 1)) out.push(i);
+  for (let i = 0; i < present.length; i++) if (present[i] === 1) out.push(i);
   return out;
 }
 

@@ -649,10 +649,13 @@ export class EmbeddingTable {
       const to = Math.min(end, chunkEnd);
       if (from < to) {
         const okIndex = chunk.dictionary === undefined ? -1 : chunk.dictionary.toArray().indexOf('ok');
-        const indexes = chunk.values as ArrayLike<number>;
-        for (let i = from; i < to; i++) {
-          const j = i - chunkStart;
-          out[i - start] = okIndex !== -1 && indexes[j] === okIndex && (chunk.nullCount === 0 || chunk.getValid(j)) ? 1 : 0;
+        const indexes = chunk.values as Int8Array;
+        const checkValid = chunk.nullCount > 0;
+        if (okIndex !== -1) {
+          for (let i = from; i < to; i++) {
+            const j = i - chunkStart;
+            if (indexes[j] === okIndex && (!checkValid || chunk.getValid(j))) out[i - start] = 1;
+          }
         }
       }
       chunkStart = chunkEnd;
