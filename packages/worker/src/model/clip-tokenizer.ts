@@ -1,7 +1,7 @@
 import { Tokenizer } from '@huggingface/tokenizers';
 import { ModelError } from '@vecmill/shared/errors';
 import { familyTraits, type ModelFamily } from '@vecmill/shared/model/model-family';
-import { installByteLevelShortcut } from './byte-level-shortcut.js';
+import { installTokenizerShortcuts } from './tokenizer-shortcuts.js';
 import { TokenLayout, type TokenLayoutOptions } from './token-layout.js';
 
 /**
@@ -101,7 +101,7 @@ function loadTokenizer(tokenizerJson: unknown, tokenizerConfig: Readonly<Record<
   } catch (err) {
     throw new ModelError(`tokenizer.json cannot be loaded: ${(err as Error).message}`, {}, { cause: err });
   }
-  installByteLevelShortcut(tokenizer);
+  installTokenizerShortcuts(tokenizer);
   if (family === 'clip' && tokenizer.token_to_id('<|endoftext|>') === undefined) {
     throw new ModelError('tokenizer.json has no <|endoftext|> token; it is not a CLIP tokenizer (for another family, set config.json model_type)');
   }
