@@ -2,7 +2,7 @@
  * Entry point of a tokenizer thread (see TokenizerPool): encodes and hashes slices of captions
  * with the model's tokenizer and sends the ids, counts and hashes back in transferred arrays.
  */
-import { createHash, hash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import { VecmillError } from '@vecmill/shared/errors';
 import { ClipTokenizer } from './clip-tokenizer.js';
@@ -28,10 +28,10 @@ function start(): ClipTokenizer | undefined {
 /**
  * sha256 of a caption's UTF-8 bytes. Node's one-shot `crypto.hash` (Node 20.12 and later) makes no
  * Hash object per caption, which cost about a tenth of this thread's time once tokenizing got
- * cheaper; older Nodes use createHash.
+ * cheaper; older Nodes (which lack the export, hence the namespace import) use createHash.
  */
 const sha256Of: (text: string) => Uint8Array =
-  typeof hash === 'function' ? (text) => hash('sha256', text, 'buffer') : (text) => createHash('sha256').update(text, 'utf8').digest();
+  typeof crypto.hash === 'function' ? (text) => crypto.hash('sha256', text, 'buffer') : (text) => crypto.createHash('sha256').update(text, 'utf8').digest();
 
 const tokenizer = start();
 if (tokenizer !== undefined) port.on('message', (req: TokenizeRequest) => {
