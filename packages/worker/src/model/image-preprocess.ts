@@ -1,4 +1,6 @@
-import { decodeImage, readImageHeader, type DecodeOptions, type RgbImage } from './image-decode.js';
+import { decodePlainJpegNative, readPlainJpegHeader } from './decode-jpeg-native.js';
+import { jpegScaleEighths } from './decode-jpeg-wasm.js';
+import { decodeImage, readImageHeader, type DecodeOptions, type PixelSize, type RgbImage } from './image-decode.js';
 import { resizedSize, type PreprocessSpec } from './preprocess-spec.js';
 import { resizeBicubic, type PixelWindow } from './resize-bicubic.js';
 
@@ -73,15 +75,30 @@ function writeChw(pixels: RgbImage, dx: number, dy: number, width: number, heigh
  * bad image. Follows Hugging Face's CLIPImageProcessor: convert to RGB, bicubic resize exactly
  * as PIL does, center crop (padding when too small), rescale, normalize. Writing in place lets
  * a batch share one tensor buffer instead of copying each image into it.
+ *
+ * A plain JPEG goes to the native libjpeg-turbo decoder when it is built (header and decode with
+ * no sharp call, pixels written where the resize kernels read them; at a DCT scale under
+ * `fastDecode`); everything else, and anything it declines, goes to sharp through `decodeImage`.
  */
 export async function preprocessImageInto(bytes: Buffer, spec: PreprocessSpec, options: DecodeOptions, out: Float32Array, offset: number): Promise<void> {
   const size = 3 * spec.outHeight * spec.outWidth;
   if (!Number.isInteger(offset) || offset < 0 || offset + size > out.length) {
     throw new RangeError(`cannot write ${size} floats at offset ${offset} into a buffer of ${out.length}`);
   }
-  const header = await readImageHeader(bytes, options);
+  const plain = options.nativeJpeg === false ? undefined : readPlainJpegHeader(bytes, options.maxPixels);
+  const header = plain ?? (await readImageHeader(bytes, options));
   const target = spec.resize === undefined ? undefined : resizedSize(spec.resize, header.width, header.height);
-  const image = await decodeImage(bytes, header, options, target);
+  if (plain !== undefined) {
+    const eighths = options.fastDecode && target !== undefined ? jpegScaleEighths(header.width, header.height, target) : 8;
+    // Decoded into the resize kernels' memory: resized before any await, as decodePlainJpegNative requires.
+    const native = decodePlainJpegNative(bytes, plain, eighths);
+    if (native !== undefined) return resizeInto(native, target, spec, out, offset);
+  }
+  resizeInto(await decodeImage(bytes, header, options, target), target, spec, out, offset);
+}
+
+/** Resize to `target` (none: as decoded), center crop, rescale, normalize, CHW into `out` at `offset`. */
+function resizeInto(image: RgbImage, target: PixelSize | undefined, spec: PreprocessSpec, out: Float32Array, offset: number): void {
   const resized = target ?? image;
   const crop = spec.crop ?? resized;
   const { window, dx, dy } = cropPlacement(resized, crop);

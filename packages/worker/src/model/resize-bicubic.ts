@@ -167,7 +167,31 @@ function placeCoefficients(heap: ArrayBuffer, at: number, c: AxisCoefficients, o
 
 const align = (n: number): number => Math.ceil(n / 16) * 16;
 
-/** Both passes in WebAssembly, or undefined when the buffers would exceed `wasmMemoryLimit`. */
+/**
+ * A view of `byteLength` bytes at the start of this thread's kernel memory, for a decoder to write
+ * an image's pixels into so that `resizeBicubic` reads them where they lie instead of copying them
+ * in; undefined when that would take kernel memory over `wasmMemoryLimit`. The view is valid until
+ * the next call of either function on this thread: the caller decodes and resizes with no await
+ * in between.
+ */
+export function resizeSourceBuffer(byteLength: number): Uint8Array | undefined {
+  if (align(byteLength + slack) > wasmMemoryLimit) return undefined;
+  const k = resizeKernels();
+  reserve(k, align(byteLength + slack));
+  return new Uint8Array(k.memory.buffer, 0, byteLength);
+}
+
+/** Grows kernel memory to at least `total` bytes (growing detaches earlier views of it). */
+function reserve(k: ResizeKernels, total: number): void {
+  const have = k.memory.buffer.byteLength;
+  if (total > have) k.memory.grow(Math.ceil((total - have) / wasmPage));
+}
+
+/**
+ * Both passes in WebAssembly, or undefined when the buffers would exceed `wasmMemoryLimit`. A
+ * source from `resizeSourceBuffer` already lies at the start of kernel memory and is read there;
+ * any other source has the rows the passes need copied in.
+ */
 function resizeInWasm(
   src: RgbImage,
   horizontal: AxisCoefficients | undefined,
@@ -180,28 +204,30 @@ function resizeInWasm(
 ): RgbImage | undefined {
   const inStride = src.width * 3;
   const stride = width * 3;
-  // Layout: horizontal coefficients, vertical coefficients, source rows, intermediate, output.
-  const hAt = 0;
+  const inPlace = kernels !== undefined && src.data.buffer === kernels.memory.buffer && src.data.byteOffset === 0;
+  const sourceBytes = src.data.byteLength;
+  // Layout: [source in place], horizontal coefficients, vertical coefficients, [copied source rows], intermediate, output.
+  const hAt = inPlace ? align(sourceBytes + slack) : 0;
   const vAt = hAt + (horizontal === undefined ? 0 : horizontal.bounds.byteLength + horizontal.weights.byteLength);
   const srcAt = align(vAt + (vertical === undefined ? 0 : vertical.bounds.byteLength + vertical.weights.byteLength));
-  const midAt = align(srcAt + (horizontal === undefined ? 0 : rowCount * inStride + slack));
+  const midAt = align(srcAt + (horizontal === undefined || inPlace ? 0 : rowCount * inStride + slack));
   const dstAt = align(midAt + rowCount * stride + slack);
   const total = dstAt + (vertical === undefined ? 0 : height * stride + slack);
   if (total > wasmMemoryLimit) return undefined;
   const k = resizeKernels();
-  const have = k.memory.buffer.byteLength;
-  if (total > have) k.memory.grow(Math.ceil((total - have) / wasmPage));
+  reserve(k, total);
   const heap = k.memory.buffer;
   const bytes = new Uint8Array(heap);
   if (horizontal === undefined) {
     for (let y = 0; y < rowCount; y++) {
       const from = (firstRow + y) * inStride + left * 3;
-      bytes.set(src.data.subarray(from, from + stride), midAt + y * stride);
+      if (inPlace) bytes.copyWithin(midAt + y * stride, from, from + stride);
+      else bytes.set(src.data.subarray(from, from + stride), midAt + y * stride);
     }
   } else {
     placeCoefficients(heap, hAt, horizontal, 0);
-    bytes.set(src.data.subarray(firstRow * inStride, (firstRow + rowCount) * inStride), srcAt);
-    k.horizontal(srcAt, inStride, rowCount, hAt, hAt + horizontal.bounds.byteLength, horizontal.ksize, width, midAt);
+    if (!inPlace) bytes.set(src.data.subarray(firstRow * inStride, (firstRow + rowCount) * inStride), srcAt);
+    k.horizontal(inPlace ? firstRow * inStride : srcAt, inStride, rowCount, hAt, hAt + horizontal.bounds.byteLength, horizontal.ksize, width, midAt);
   }
   if (vertical === undefined) return { data: bytes.slice(midAt, midAt + rowCount * stride), width, height: rowCount };
   placeCoefficients(heap, vAt, vertical, firstRow);
