@@ -7,9 +7,9 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import { RowError } from '@vecmill/shared/errors';
-import { decodePlainJpegNative, jpegDecoderDescription, nativeJpegAvailable, readPlainJpegHeader } from '@vecmill/worker/model/decode-jpeg-native';
+import { decodeJpegNative, jpegDecoderDescription, nativeJpegAvailable, readNativeJpegHeader } from '@vecmill/worker/model/decode-jpeg-native';
 import { decodeJpegWasm, jpegScaleEighths } from '@vecmill/worker/model/decode-jpeg-wasm';
-import { defaultDecodeOptions, readImageHeader } from '@vecmill/worker/model/image-decode';
+import { decodeImage, defaultDecodeOptions, readImageHeader } from '@vecmill/worker/model/image-decode';
 import { parsePreprocessSpec, preprocessImage } from '@vecmill/worker/model/image-preprocess';
 import { fixturesSkipReason, projectRoot, sharedFixturesDir } from '../support/fixtures.js';
 
@@ -51,9 +51,9 @@ test('the native decoder gives exactly Pillow\'s pixels on the real photos', { s
   const pillow = pillowDigests(photos.map((p) => p.path));
   let plain = 0;
   for (const [i, { name, bytes }] of photos.entries()) {
-    const header = readPlainJpegHeader(bytes, defaultDecodeOptions.maxPixels);
-    if (header === undefined) continue;
-    const image = decodePlainJpegNative(bytes, header, 8);
+    const header = readNativeJpegHeader(bytes, defaultDecodeOptions.maxPixels);
+    if (header?.plainJpeg !== true) continue;
+    const image = decodeJpegNative(bytes, header, 8);
     if (image === undefined) {
       assert.equal(pillow[i], null, `${name} decodes in Pillow but not natively`);
       continue;
@@ -65,35 +65,55 @@ test('the native decoder gives exactly Pillow\'s pixels on the real photos', { s
   assert.ok(plain >= 15, `only ${plain} plain JPEGs among the fixtures`);
 });
 
-test('the native header agrees with sharp\'s and leaves CMYK, rotated and damaged JPEGs to sharp', { skip: addonSkip || fixturesSkipReason() }, async () => {
-  let plain = 0;
+test('the native header agrees with sharp\'s and leaves CMYK and damaged JPEGs to sharp', { skip: addonSkip || fixturesSkipReason() }, async () => {
+  let read = 0;
   for (const { name, bytes } of await fixtureJpegs()) {
-    const native = readPlainJpegHeader(bytes, defaultDecodeOptions.maxPixels);
+    const native = readNativeJpegHeader(bytes, defaultDecodeOptions.maxPixels);
     const viaSharp = await readImageHeader(bytes, sharpOnly).catch(() => undefined);
     if (native === undefined) {
       assert.notEqual(viaSharp?.plainJpeg === true && !/truncated|cut_in_half/.test(name), true, `${name} is plain for sharp but not natively`);
       continue;
     }
-    assert.deepEqual(native, viaSharp, name);
-    plain++;
+    const { orientation, ...header } = native;
+    assert.deepEqual(header, viaSharp, name);
+    assert.equal(orientation, name === 'chelsea_exif6.jpg' ? 6 : 1, name);
+    read++;
   }
-  assert.ok(plain >= 15, `only ${plain} plain JPEGs among the fixtures`);
+  assert.ok(read >= 16, `only ${read} JPEGs among the fixtures read natively`);
   const dir = join(sharedFixturesDir()!, 'images');
-  for (const name of ['coffee_cmyk.jpg', 'chelsea_exif6.jpg', 'truncated.jpg']) {
-    assert.equal(readPlainJpegHeader(await readFile(join(dir, name)), defaultDecodeOptions.maxPixels), undefined, name);
+  for (const name of ['coffee_cmyk.jpg', 'truncated.jpg']) {
+    assert.equal(readNativeJpegHeader(await readFile(join(dir, name)), defaultDecodeOptions.maxPixels), undefined, name);
   }
   const astronaut = await readFile(join(dir, 'astronaut.jpg'));
-  assert.equal(readPlainJpegHeader(astronaut, 512 * 512 - 1), undefined, 'over maxPixels goes to sharp, which refuses it');
+  assert.equal(readNativeJpegHeader(astronaut, 512 * 512 - 1), undefined, 'over maxPixels goes to sharp, which refuses it');
+});
+
+test('every EXIF orientation is undone natively exactly as sharp undoes it', { skip: addonSkip }, async () => {
+  const width = 61;
+  const height = 37;
+  const raw = Buffer.alloc(width * height * 3);
+  for (let i = 0; i < raw.length; i++) raw[i] = (i * 2654435761) >>> 24;
+  const stored = await sharp(raw, { raw: { width, height, channels: 3 } }).jpeg({ quality: 95 }).toBuffer();
+  for (let orientation = 1; orientation <= 8; orientation++) {
+    const jpeg = await sharp(stored).withMetadata({ orientation }).jpeg({ quality: 95 }).toBuffer();
+    const header = readNativeJpegHeader(jpeg, defaultDecodeOptions.maxPixels);
+    assert.ok(header !== undefined && header.orientation === orientation, `orientation ${orientation} read`);
+    const viaSharp = await decodeImage(jpeg, await readImageHeader(jpeg, sharpOnly), sharpOnly);
+    const native = decodeJpegNative(jpeg, header, 8);
+    assert.ok(native !== undefined);
+    assert.deepEqual([native.width, native.height], [viaSharp.width, viaSharp.height], `orientation ${orientation}: size`);
+    assert.ok(Buffer.from(native.data).equals(Buffer.from(viaSharp.data)), `orientation ${orientation}: pixels differ from sharp's`);
+  }
 });
 
 test('at a DCT scale the native decoder gives the WebAssembly decoder\'s pixels, so --fast-decode is unchanged', { skip: addonSkip || fixturesSkipReason() }, async () => {
   let compared = 0;
   for (const { name, bytes } of await fixtureJpegs()) {
-    const header = readPlainJpegHeader(bytes, defaultDecodeOptions.maxPixels);
-    if (header === undefined) continue;
+    const header = readNativeJpegHeader(bytes, defaultDecodeOptions.maxPixels);
+    if (header?.plainJpeg !== true) continue;
     for (const eighths of [1, 2, 3, 4, 5, 6, 7]) {
       const viaWasm = decodeJpegWasm(bytes, header.width, header.height, eighths);
-      const native = decodePlainJpegNative(bytes, header, eighths);
+      const native = decodeJpegNative(bytes, header, eighths);
       if (viaWasm === undefined) {
         assert.equal(native, undefined, `${name} at ${eighths}/8`);
         continue;
@@ -132,26 +152,26 @@ test('with or without the native decoder, preprocessing gives the same tensors a
 
 test('damaged JPEGs never reach stderr, crash the process, or keep the decoder from working', { skip: addonSkip }, async () => {
   const jpeg = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#3366cc' } }).jpeg().toBuffer();
-  const header = readPlainJpegHeader(jpeg, defaultDecodeOptions.maxPixels)!;
-  assert.deepEqual(header, { format: 'jpeg', width: 64, height: 48, plainJpeg: true });
+  const header = readNativeJpegHeader(jpeg, defaultDecodeOptions.maxPixels)!;
+  assert.deepEqual(header, { format: 'jpeg', width: 64, height: 48, plainJpeg: true, orientation: 1 });
   const cut = jpeg.subarray(0, Math.floor(jpeg.length / 2));
-  assert.equal(decodePlainJpegNative(cut, header, 8), undefined, 'a truncated JPEG (a libjpeg warning) is left to sharp');
+  assert.equal(decodeJpegNative(cut, header, 8), undefined, 'a truncated JPEG (a libjpeg warning) is left to sharp');
   const scrambled = Buffer.from(jpeg);
   for (let i = Math.floor(jpeg.length / 2); i < jpeg.length - 2; i += 7) scrambled[i] = 0xff;
-  assert.equal(decodePlainJpegNative(scrambled, header, 8), undefined, 'corrupt entropy data is left to sharp');
-  assert.equal(readPlainJpegHeader(Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 2]), defaultDecodeOptions.maxPixels), undefined);
-  const after = decodePlainJpegNative(jpeg, header, 8);
+  assert.equal(decodeJpegNative(scrambled, header, 8), undefined, 'corrupt entropy data is left to sharp');
+  assert.equal(readNativeJpegHeader(Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 2]), defaultDecodeOptions.maxPixels), undefined);
+  const after = decodeJpegNative(jpeg, header, 8);
   assert.ok(after !== undefined && after.width === 64 && after.height === 48);
 
   // libjpeg's default handlers print to stderr and exit(); in a child, check that nothing is printed.
   const module = pathToFileURL(join(projectRoot, 'packages', 'worker', 'dist', 'model', 'decode-jpeg-native.js')).href;
   const script = `
-import { decodePlainJpegNative, readPlainJpegHeader } from ${JSON.stringify(module)};
+import { decodeJpegNative, readNativeJpegHeader } from ${JSON.stringify(module)};
 const jpeg = Buffer.from(process.argv[1], 'base64');
-const header = readPlainJpegHeader(jpeg, 1e9);
+const header = readNativeJpegHeader(jpeg, 1e9);
 for (let cut = 3; cut < jpeg.length; cut += 11) {
-  readPlainJpegHeader(jpeg.subarray(0, cut), 1e9);
-  decodePlainJpegNative(jpeg.subarray(0, cut), header, 8);
+  readNativeJpegHeader(jpeg.subarray(0, cut), 1e9);
+  decodeJpegNative(jpeg.subarray(0, cut), header, 8);
 }
 process.stdout.write('done');
 `;

@@ -8,8 +8,10 @@
  *   header(bytes: Uint8Array, out: Int32Array(6)) -> boolean
  *     out = [width, height, components, jpeg_color_space, data_precision, exif_orientation]
  *     (orientation 0 when there is no EXIF, -1 when the EXIF does not parse).
- *   decode(bytes: Uint8Array, eighths: number, dest: Uint8Array) -> boolean
- *     8-bit RGB at eighths/8 of the size, rows packed, into dest (exactly width*height*3 bytes).
+ *   decode(bytes: Uint8Array, eighths: number, dest: Uint8Array, orientation: 1..8) -> boolean
+ *     8-bit RGB at eighths/8 of the size, rows packed, into dest (exactly width*height*3 bytes),
+ *     turned upright for an EXIF orientation other than 1 (a pure permutation of the pixels, as
+ *     sharp's autoOrient does).
  *
  * Either returns false, having printed nothing, on any libjpeg error or warning (corrupt or
  * truncated data, unsupported precision): the caller then leaves the image to sharp, which decides
@@ -45,30 +47,36 @@ static unsigned long read32(const JOCTET *p, int big) {
              : ((unsigned long)p[3] << 24 | (unsigned long)p[2] << 16 | (unsigned long)p[1] << 8 | p[0]);
 }
 
-/* Orientation (tag 0x0112) of IFD0 of the first APP1 "Exif" segment: 0 when absent, -1 when malformed. */
+/*
+ * Orientation (tag 0x0112) of IFD0 of the APP1 "Exif" segment: 0 when absent, -1 when malformed or
+ * when there are several Exif segments (which one a reader believes is then not certain).
+ */
 static int exif_orientation(j_decompress_ptr cinfo) {
-  jpeg_saved_marker_ptr m;
+  jpeg_saved_marker_ptr m, exif = NULL;
   for (m = cinfo->marker_list; m != NULL; m = m->next) {
-    if (m->marker != JPEG_APP0 + 1 || m->data_length < 14 || memcmp(m->data, "Exif\0\0", 6) != 0) continue;
-    const JOCTET *tiff = m->data + 6;
-    unsigned long size = m->data_length - 6;
-    int big;
-    if (tiff[0] == 'I' && tiff[1] == 'I') big = 0;
-    else if (tiff[0] == 'M' && tiff[1] == 'M') big = 1;
-    else return -1;
-    if (read16(tiff + 2, big) != 42) return -1;
-    unsigned long ifd = read32(tiff + 4, big);
-    if (ifd + 2 > size) return -1;
-    unsigned count = read16(tiff + ifd, big);
-    if (ifd + 2 + 12UL * count > size) return -1;
-    for (unsigned i = 0; i < count; i++) {
-      const JOCTET *entry = tiff + ifd + 2 + 12UL * i;
-      if (read16(entry, big) != 0x0112) continue;
-      if (read16(entry + 2, big) != 3 || read32(entry + 4, big) != 1) return -1;
-      unsigned value = read16(entry + 8, big);
-      return value >= 1 && value <= 8 ? (int)value : -1;
-    }
-    return 0;
+    if (m->marker != JPEG_APP0 + 1 || m->data_length < 6 || memcmp(m->data, "Exif\0\0", 6) != 0) continue;
+    if (exif != NULL) return -1;
+    exif = m;
+  }
+  if (exif == NULL) return 0;
+  if (exif->data_length < 14) return -1;
+  const JOCTET *tiff = exif->data + 6;
+  unsigned long size = exif->data_length - 6;
+  int big;
+  if (tiff[0] == 'I' && tiff[1] == 'I') big = 0;
+  else if (tiff[0] == 'M' && tiff[1] == 'M') big = 1;
+  else return -1;
+  if (read16(tiff + 2, big) != 42) return -1;
+  unsigned long ifd = read32(tiff + 4, big);
+  if (ifd + 2 > size) return -1;
+  unsigned count = read16(tiff + ifd, big);
+  if (ifd + 2 + 12UL * count > size) return -1;
+  for (unsigned i = 0; i < count; i++) {
+    const JOCTET *entry = tiff + ifd + 2 + 12UL * i;
+    if (read16(entry, big) != 0x0112) continue;
+    if (read16(entry + 2, big) != 3 || read32(entry + 4, big) != 1) return -1;
+    unsigned value = read16(entry + 8, big);
+    return value >= 1 && value <= 8 ? (int)value : -1;
   }
   return 0;
 }
@@ -140,16 +148,35 @@ static napi_value header(napi_env env, napi_callback_info info) {
   return js_bool(env, 1);
 }
 
+/*
+ * Where stored row `sy` of a width x height image lands once turned upright for `orientation`:
+ * its pixel sx goes to dest + start + sx * step (bytes), in an upright image `upright_width` wide.
+ */
+static void orient_row(int orientation, ptrdiff_t width, ptrdiff_t height, ptrdiff_t sy, ptrdiff_t *start, ptrdiff_t *step) {
+  ptrdiff_t up = orientation >= 5 ? height : width;
+  switch (orientation) {
+    case 2: *start = (sy * up + width - 1) * 3; *step = -3; break;
+    case 3: *start = ((height - 1 - sy) * up + width - 1) * 3; *step = -3; break;
+    case 4: *start = (height - 1 - sy) * up * 3; *step = 3; break;
+    case 5: *start = sy * 3; *step = up * 3; break;
+    case 6: *start = (height - 1 - sy) * 3; *step = up * 3; break;
+    case 7: *start = ((width - 1) * up + height - 1 - sy) * 3; *step = -up * 3; break;
+    case 8: *start = ((width - 1) * up + sy) * 3; *step = -up * 3; break;
+    default: *start = sy * width * 3; *step = 3; break;
+  }
+}
+
 static napi_value decode(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   unsigned char *src, *dest;
   size_t srcLength, destLength;
-  int32_t eighths;
+  int32_t eighths, orientation;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 3 || !bytes_of(env, argv[0], &src, &srcLength) || napi_get_value_int32(env, argv[1], &eighths) != napi_ok ||
-      !bytes_of(env, argv[2], &dest, &destLength) || eighths < 1 || eighths > 8)
-    return type_error(env, "decode(bytes: Uint8Array, eighths: 1..8, dest: Uint8Array)");
+  if (argc < 4 || !bytes_of(env, argv[0], &src, &srcLength) || napi_get_value_int32(env, argv[1], &eighths) != napi_ok ||
+      !bytes_of(env, argv[2], &dest, &destLength) || napi_get_value_int32(env, argv[3], &orientation) != napi_ok || eighths < 1 || eighths > 8 ||
+      orientation < 1 || orientation > 8)
+    return type_error(env, "decode(bytes: Uint8Array, eighths: 1..8, dest: Uint8Array, orientation: 1..8)");
   if (srcLength == 0) return js_bool(env, 0);
 
   struct jpeg_decompress_struct cinfo;
@@ -176,12 +203,30 @@ static napi_value decode(napi_env env, napi_callback_info info) {
     return js_bool(env, 0);
   }
   jpeg_start_decompress(&cinfo);
-  JSAMPROW rows[16];
-  while (cinfo.output_scanline < cinfo.output_height) {
-    JDIMENSION n = cinfo.output_height - cinfo.output_scanline;
-    if (n > 16) n = 16;
-    for (JDIMENSION i = 0; i < n; i++) rows[i] = dest + (size_t)(cinfo.output_scanline + i) * stride;
-    jpeg_read_scanlines(&cinfo, rows, n);
+  if (orientation == 1) {
+    JSAMPROW rows[16];
+    while (cinfo.output_scanline < cinfo.output_height) {
+      JDIMENSION n = cinfo.output_height - cinfo.output_scanline;
+      if (n > 16) n = 16;
+      for (JDIMENSION i = 0; i < n; i++) rows[i] = dest + (size_t)(cinfo.output_scanline + i) * stride;
+      jpeg_read_scanlines(&cinfo, rows, n);
+    }
+  } else {
+    /* One row at a time through a row of libjpeg's own pool (freed with the decompressor), then scattered. */
+    JSAMPARRAY row = (*cinfo.mem->alloc_sarray)((j_common_ptr)&cinfo, JPOOL_IMAGE, (JDIMENSION)stride, 1);
+    ptrdiff_t width = cinfo.output_width, height = cinfo.output_height;
+    while (cinfo.output_scanline < cinfo.output_height) {
+      ptrdiff_t sy = cinfo.output_scanline, start, step;
+      jpeg_read_scanlines(&cinfo, row, 1);
+      orient_row(orientation, width, height, sy, &start, &step);
+      unsigned char *to = dest + start;
+      const JSAMPLE *from = row[0];
+      for (ptrdiff_t sx = 0; sx < width; sx++, from += 3, to += step) {
+        to[0] = from[0];
+        to[1] = from[1];
+        to[2] = from[2];
+      }
+    }
   }
   jpeg_finish_decompress(&cinfo);
   jpeg_destroy_decompress(&cinfo);

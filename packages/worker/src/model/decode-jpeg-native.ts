@@ -13,8 +13,8 @@ import { resizeSourceBuffer } from './resize-bicubic.js';
 interface JpegAddon {
   /** Fills `out` with width, height, components, libjpeg colour space, precision, EXIF orientation (0 absent, -1 malformed). */
   header(bytes: Uint8Array, out: Int32Array): boolean;
-  /** Decodes at `eighths / 8` of the size into `dest`, which must hold exactly the scaled width x height x 3 bytes. */
-  decode(bytes: Uint8Array, eighths: number, dest: Uint8Array): boolean;
+  /** Decodes at `eighths / 8` of the size into `dest` (exactly the scaled width x height x 3 bytes), turned upright for `orientation`. */
+  decode(bytes: Uint8Array, eighths: number, dest: Uint8Array, orientation: number): boolean;
 }
 
 /** libjpeg's J_COLOR_SPACE values for the plain cases. */
@@ -46,36 +46,50 @@ export function nativeJpegAvailable(): boolean {
   return loaded.addon !== undefined;
 }
 
-/**
- * The header of a plain JPEG (8-bit, greyscale or YCbCr, no EXIF rotation, within `maxPixels`),
- * read natively without a sharp call; undefined for anything else, including a JPEG whose header
- * libjpeg warns about or rejects: `readImageHeader` (sharp) then reads it and names any error,
- * exactly as without this decoder.
- */
-export function readPlainJpegHeader(bytes: Uint8Array, maxPixels: number): ImageHeader | undefined {
-  const addon = loaded.addon;
-  if (addon === undefined || bytes.length < 3 || bytes[0] !== 0xff || bytes[1] !== 0xd8 || bytes[2] !== 0xff) return undefined;
-  if (!addon.header(bytes, fields)) return undefined;
-  const [width, height, components, space, precision, orientation] = fields as unknown as [number, number, number, number, number, number];
-  const plain = precision === 8 && (orientation === 0 || orientation === 1) && ((components === 3 && space === JCS_YCBCR) || (components === 1 && space === JCS_GRAYSCALE));
-  if (!plain || width * height > maxPixels) return undefined;
-  return { format: 'jpeg', width, height, plainJpeg: true };
+/** A JPEG header read natively; like every ImageHeader, its sizes are after EXIF orientation. */
+export interface NativeJpegHeader extends ImageHeader {
+  /** The EXIF orientation (1 when absent) that `decodeJpegNative` undoes. */
+  readonly orientation: number;
 }
 
 /**
- * Decodes a plain JPEG (its header from `readPlainJpegHeader`) at `eighths / 8` of its size straight
- * into this thread's resize-kernel memory, where `resizeBicubic` reads it without a copy. The
- * pixels are valid only until the next decode or resize on this thread, so the caller resizes them
- * before any await. Returns undefined, never throws, when the addon is absent, the image does not
- * fit the kernels' memory, or libjpeg reports anything (damaged or truncated data): sharp then
+ * The header of an 8-bit greyscale or YCbCr JPEG within `maxPixels`, read natively without a sharp
+ * call; `plainJpeg` when it has no EXIF rotation. Undefined for anything else (CMYK, 12-bit, an
+ * EXIF block that does not parse, a header libjpeg warns about or rejects): `readImageHeader`
+ * (sharp) then reads it and names any error, exactly as without this decoder.
+ */
+export function readNativeJpegHeader(bytes: Uint8Array, maxPixels: number): NativeJpegHeader | undefined {
+  const addon = loaded.addon;
+  if (addon === undefined || bytes.length < 3 || bytes[0] !== 0xff || bytes[1] !== 0xd8 || bytes[2] !== 0xff) return undefined;
+  if (!addon.header(bytes, fields)) return undefined;
+  const [width, height, components, space, precision, exifOrientation] = fields as unknown as [number, number, number, number, number, number];
+  const colour = (components === 3 && space === JCS_YCBCR) || (components === 1 && space === JCS_GRAYSCALE);
+  if (precision !== 8 || !colour || exifOrientation < 0 || width * height > maxPixels) return undefined;
+  const orientation = Math.max(1, exifOrientation);
+  const sideways = orientation >= 5;
+  return {
+    format: 'jpeg',
+    width: sideways ? height : width,
+    height: sideways ? width : height,
+    ...(orientation === 1 ? { plainJpeg: true } : {}),
+    orientation,
+  };
+}
+
+/**
+ * Decodes a JPEG (its header from `readNativeJpegHeader`) at `eighths / 8` of its size, upright,
+ * straight into this thread's resize-kernel memory, where `resizeBicubic` reads it without a copy.
+ * The pixels are valid only until the next decode or resize on this thread, so the caller resizes
+ * them before any await. Returns undefined, never throws, when the addon is absent, the image does
+ * not fit the kernels' memory, or libjpeg reports anything (damaged or truncated data): sharp then
  * decodes it, or names the row's error.
  */
-export function decodePlainJpegNative(bytes: Uint8Array, header: ImageHeader, eighths: number): RgbImage | undefined {
+export function decodeJpegNative(bytes: Uint8Array, header: NativeJpegHeader, eighths: number): RgbImage | undefined {
   const addon = loaded.addon;
   if (addon === undefined) return undefined;
   const width = Math.ceil((header.width * eighths) / 8);
   const height = Math.ceil((header.height * eighths) / 8);
   const dest = resizeSourceBuffer(width * height * 3);
-  if (dest === undefined || !addon.decode(bytes, eighths, dest)) return undefined;
+  if (dest === undefined || !addon.decode(bytes, eighths, dest, header.orientation)) return undefined;
   return { data: dest, width, height };
 }
