@@ -2,7 +2,7 @@ import { decodeJpegNative, readNativeJpegHeader } from './decode-jpeg-native.js'
 import { jpegScaleEighths } from './decode-jpeg-wasm.js';
 import { decodeImage, readImageHeader, type DecodeOptions, type PixelSize, type RgbImage } from './image-decode.js';
 import { resizedSize, type PreprocessSpec } from './preprocess-spec.js';
-import { resizeBicubic, type PixelWindow } from './resize-bicubic.js';
+import { resizeBicubicTransient, type PixelWindow } from './resize-bicubic.js';
 
 /** The whole preprocessing API (spec, options, entry points) is importable from this one module. */
 export { parsePreprocessSpec, type PreprocessSpec } from './preprocess-spec.js';
@@ -104,7 +104,7 @@ function resizeInto(image: RgbImage, target: PixelSize | undefined, spec: Prepro
   const resized = target ?? image;
   const crop = spec.crop ?? resized;
   const { window, dx, dy } = cropPlacement(resized, crop);
-  const pixels = resizeBicubic(image, resized.width, resized.height, window);
+  const pixels = resizeBicubicTransient(image, resized.width, resized.height, window);
   writeChw(pixels, dx, dy, crop.width, crop.height, valueTable(spec), out, offset);
 }
 

@@ -103,6 +103,19 @@ function clip8(sum: number): number {
  * than `wasmMemoryLimit` bytes of kernel memory; then the JavaScript passes below do it.
  */
 export function resizeBicubic(src: RgbImage, outWidth: number, outHeight: number, window: PixelWindow): RgbImage {
+  return resize(src, outWidth, outHeight, window, true);
+}
+
+/**
+ * `resizeBicubic` for a caller that reads the result at once (preprocessing writes it into the
+ * batch tensor): the result may be a view of kernel memory, valid only until the next decode or
+ * resize on this thread, which saves an allocation and a copy per image.
+ */
+export function resizeBicubicTransient(src: RgbImage, outWidth: number, outHeight: number, window: PixelWindow): RgbImage {
+  return resize(src, outWidth, outHeight, window, false);
+}
+
+function resize(src: RgbImage, outWidth: number, outHeight: number, window: PixelWindow, copy: boolean): RgbImage {
   const { left, top, width, height } = window;
   if (left < 0 || top < 0 || width < 1 || height < 1 || left + width > outWidth || top + height > outHeight) {
     throw new RangeError(`resize window ${width}x${height}+${left}+${top} lies outside ${outWidth}x${outHeight}`);
@@ -113,7 +126,7 @@ export function resizeBicubic(src: RgbImage, outWidth: number, outHeight: number
   const lastRow = vertical === undefined ? top + height : vertical.bounds[(height - 1) * 2]! + vertical.bounds[(height - 1) * 2 + 1]!;
   const horizontal = outWidth === src.width ? undefined : axisCoefficients(src.width, outWidth, left, width);
 
-  const viaWasm = resizeInWasm(src, horizontal, vertical, left, width, firstRow, lastRow - firstRow, height);
+  const viaWasm = resizeInWasm(src, horizontal, vertical, left, width, firstRow, lastRow - firstRow, height, copy);
   if (viaWasm !== undefined) return viaWasm;
   const rows = horizontalPass(src, horizontal, left, width, firstRow, lastRow - firstRow);
   if (vertical === undefined) return rows;
@@ -188,7 +201,8 @@ function reserve(k: ResizeKernels, total: number): void {
 }
 
 /**
- * Both passes in WebAssembly, or undefined when the buffers would exceed `wasmMemoryLimit`. A
+ * Both passes in WebAssembly, or undefined when the buffers would exceed `wasmMemoryLimit`; the
+ * result is copied out of kernel memory when `copy`, else a view of it. A
  * source from `resizeSourceBuffer` already lies at the start of kernel memory and is read there;
  * any other source has the rows the passes need copied in.
  */
@@ -201,6 +215,7 @@ function resizeInWasm(
   firstRow: number,
   rowCount: number,
   height: number,
+  copy: boolean,
 ): RgbImage | undefined {
   const inStride = src.width * 3;
   const stride = width * 3;
@@ -229,10 +244,11 @@ function resizeInWasm(
     if (!inPlace) bytes.set(src.data.subarray(firstRow * inStride, (firstRow + rowCount) * inStride), srcAt);
     k.horizontal(inPlace ? firstRow * inStride : srcAt, inStride, rowCount, hAt, hAt + horizontal.bounds.byteLength, horizontal.ksize, width, midAt);
   }
-  if (vertical === undefined) return { data: bytes.slice(midAt, midAt + rowCount * stride), width, height: rowCount };
+  const result = (from: number, rows: number): RgbImage => ({ data: copy ? bytes.slice(from, from + rows * stride) : bytes.subarray(from, from + rows * stride), width, height: rows });
+  if (vertical === undefined) return result(midAt, rowCount);
   placeCoefficients(heap, vAt, vertical, firstRow);
   k.vertical(midAt, stride, height, vAt, vAt + vertical.bounds.byteLength, vertical.ksize, dstAt);
-  return { data: bytes.slice(dstAt, dstAt + height * stride), width, height };
+  return result(dstAt, height);
 }
 
 /** Resamples rows `[firstRow, firstRow + rowCount)` horizontally into columns `[left, left + width)`, or copies them when the width is unchanged. */
