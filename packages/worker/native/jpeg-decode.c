@@ -150,7 +150,7 @@ static napi_value header(napi_env env, napi_callback_info info) {
 
 /*
  * Where stored row `sy` of a width x height image lands once turned upright for `orientation`:
- * its pixel sx goes to dest + start + sx * step (bytes), in an upright image `upright_width` wide.
+ * its pixel sx goes to dest + start + sx * step (bytes) of the upright image, `up` pixels wide.
  */
 static void orient_row(int orientation, ptrdiff_t width, ptrdiff_t height, ptrdiff_t sy, ptrdiff_t *start, ptrdiff_t *step) {
   ptrdiff_t up = orientation >= 5 ? height : width;
