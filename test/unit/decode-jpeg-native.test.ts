@@ -150,6 +150,19 @@ test('with or without the native decoder, preprocessing gives the same tensors a
   assert.ok(compared >= 50, `only ${compared} tensors compared`);
 });
 
+test('decoded in place, the resize gives the same tensors when it skips a pass or upscales', { skip: addonSkip }, async () => {
+  // 224 wide: no horizontal pass; 224 high: no vertical pass; 224 square: neither; 100x80: both, upscaling.
+  for (const [width, height] of [[224, 300], [300, 224], [224, 224], [100, 80]] as const) {
+    const raw = Buffer.alloc(width * height * 3);
+    for (let i = 0; i < raw.length; i++) raw[i] = ((i * 2654435761) >>> 24) & 0xf0;
+    const jpeg = await sharp(raw, { raw: { width, height, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+    assert.equal(readNativeJpegHeader(jpeg, defaultDecodeOptions.maxPixels)?.plainJpeg, true);
+    const native = await preprocessImage(jpeg, clipSpec, defaultDecodeOptions);
+    const viaSharp = await preprocessImage(jpeg, clipSpec, sharpOnly);
+    assert.ok(Buffer.from(native.buffer).equals(Buffer.from(viaSharp.buffer)), `${width}x${height}: tensors differ`);
+  }
+});
+
 test('damaged JPEGs never reach stderr, crash the process, or keep the decoder from working', { skip: addonSkip }, async () => {
   const jpeg = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#3366cc' } }).jpeg().toBuffer();
   const header = readNativeJpegHeader(jpeg, defaultDecodeOptions.maxPixels)!;
