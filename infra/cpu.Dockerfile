@@ -11,7 +11,12 @@
 
 FROM node:20.20.2-bookworm-slim AS build
 # The lockfile was written by npm 11; the same npm resolves and links it the same way here.
-RUN npm install --global npm@11.19.1
+# gcc and libjpeg62-turbo-dev build the native JPEG decoder (packages/worker/native): Debian's
+# libjpeg-turbo, the library Debian's Pillow links, so plain JPEGs decode to Pillow's pixels.
+RUN npm install --global npm@11.19.1 \
+ && apt-get update \
+ && apt-get install --yes --no-install-recommends gcc=4:12.2.0-3 libc6-dev libjpeg62-turbo-dev=1:2.1.5-2 \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY packages/shared/package.json packages/shared/
@@ -31,6 +36,7 @@ RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.base.json ./
 COPY packages ./packages
 RUN npx tsc -b packages/cli \
+ && node packages/worker/native/build.mjs --require \
  && npm prune --omit=dev --ignore-scripts --no-audit --no-fund \
  && rm -rf node_modules/onnxruntime-node/bin/napi-v6/win32 node_modules/onnxruntime-node/bin/napi-v6/darwin
 
@@ -38,7 +44,7 @@ FROM node:20.20.2-bookworm-slim AS runtime
 # tini is PID 1: it forwards SIGTERM to node (which then drains: stops taking jobs, finishes the
 # ones it holds, exits 0) and reaps zombies; node as PID 1 would ignore the default signal action.
 RUN apt-get update \
- && apt-get install --yes --no-install-recommends tini=0.19.0-1+b3 \
+ && apt-get install --yes --no-install-recommends tini=0.19.0-1+b3 libjpeg62-turbo=1:2.1.5-2 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 vecmill \
  && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/vecmill --shell /usr/sbin/nologin vecmill \

@@ -11,9 +11,11 @@
 
 FROM node:20.20.2-bookworm-slim AS build
 # The lockfile was written by npm 11, whose install-script policy (allowScripts) is used below.
+# gcc and libjpeg62-turbo-dev build the native JPEG decoder (packages/worker/native): Debian's
+# libjpeg-turbo, the library Debian's Pillow links, so plain JPEGs decode to Pillow's pixels.
 RUN npm install --global npm@11.19.1 \
  && apt-get update \
- && apt-get install --yes --no-install-recommends tini=0.19.0-1+b3 \
+ && apt-get install --yes --no-install-recommends tini=0.19.0-1+b3 gcc=4:12.2.0-3 libc6-dev libjpeg62-turbo-dev=1:2.1.5-2 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -39,7 +41,11 @@ RUN npm pkg set allowScripts.onnxruntime-node=true --json \
  && test -f node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so
 COPY tsconfig.base.json ./
 COPY packages ./packages
+# Ubuntu 24.04 has no libjpeg62-turbo, so Debian's libjpeg.so.62 travels beside the addon (which
+# is linked with rpath $ORIGIN and finds it there).
 RUN npx tsc -b packages/cli \
+ && node packages/worker/native/build.mjs --require \
+ && cp -L "$(dpkg-query -L libjpeg62-turbo | grep '/libjpeg\.so\.62$')" packages/worker/native/build/ \
  && npm prune --omit=dev --ignore-scripts --no-audit --no-fund \
  && rm -rf node_modules/onnxruntime-node/bin/napi-v6/win32 node_modules/onnxruntime-node/bin/napi-v6/darwin
 

@@ -3,9 +3,10 @@ import type { RunConfig } from '@vecmill/shared/config';
 import { readManifestIfPublished, type Manifest } from '@vecmill/shared/manifest';
 import { LocalQueue } from '@vecmill/shared/queue/local-queue';
 import type { RunEventSink } from '@vecmill/shared/queue/run-events';
-import type { RunPlan } from '@vecmill/shared/run-plan';
+import { modalities, type RunPlan } from '@vecmill/shared/run-plan';
 import { EmbedEngine } from '@vecmill/worker/embed-engine';
 import { mergeRun } from '@vecmill/worker/merge-processor';
+import { jpegDecoderDescription } from '@vecmill/worker/model/decode-jpeg-native';
 import { readShardMarker } from '@vecmill/worker/shard-commit';
 
 /** What an embedded run did: the published manifest and how much work this invocation did. */
@@ -36,7 +37,14 @@ export async function runEmbedded(config: RunConfig, events: RunEventSink, cwd =
   const pending: RunPlan['splits'][number][] = [];
   for (const split of plan.splits) if ((await readShardMarker(output, split.index)) === undefined) pending.push(split);
   const splitBytes = (s: RunPlan['splits'][number]): number => s.end - s.start;
-  events({ type: 'run-start', runId: plan.runId, splits: plan.splits.length, pending: pending.length, bytes: pending.reduce((a, s) => a + splitBytes(s), 0) });
+  events({
+    type: 'run-start',
+    runId: plan.runId,
+    splits: plan.splits.length,
+    pending: pending.length,
+    bytes: pending.reduce((a, s) => a + splitBytes(s), 0),
+    ...(modalities(plan.settings.kind).image ? { jpegDecoder: jpegDecoderDescription() } : {}),
+  });
 
   const warn = (message: string): void => events({ type: 'warning', message });
   const engine = new EmbedEngine({

@@ -55,6 +55,7 @@ export function createProgressReporter(options: ProgressReporterOptions): RunEve
       case 'run-start':
         splitsTotal = event.pending;
         totalBytes = event.bytes;
+        if (event.jpegDecoder !== undefined) options.write(`JPEG decoder: ${event.jpegDecoder}\n`);
         break;
       case 'split-progress':
         inSplit.set(event.split, event.rows);

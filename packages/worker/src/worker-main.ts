@@ -12,6 +12,7 @@ import { EmbedEngine } from './embed-engine.js';
 import { createJobProcessors, type WorkerLog } from './job-processors.js';
 import { serveMetrics, WorkerMetrics, type MetricsServer } from './metrics.js';
 import { createRunContexts } from './run-contexts.js';
+import { jpegDecoderDescription } from './model/decode-jpeg-native.js';
 
 export type { WorkerLog };
 
@@ -104,7 +105,7 @@ export async function startWorker(config: WorkerConfig, log: WorkerLog): Promise
 
   let server: MetricsServer | undefined;
   if (config.metricsPort !== undefined) server = await serveMetrics(metrics, config.metricsPort, () => redisUp && workers.every((w) => w.isRunning()) && engine.healthy);
-  log('worker-ready', { name, queues: config.queues, prefix: config.prefix, redis: where, concurrency: config.concurrency, metricsPort: server?.port });
+  log('worker-ready', { name, queues: config.queues, prefix: config.prefix, redis: where, concurrency: config.concurrency, metricsPort: server?.port, jpegDecoder: jpegDecoderDescription() });
 
   let closing: Promise<void> | undefined;
   return {

@@ -3,7 +3,15 @@
  * this; the distributed mode turns the same facts into BullMQ progress and `vecmill status`.
  */
 export type RunEvent =
-  | { readonly type: 'run-start'; readonly runId: string; readonly splits: number; readonly pending: number; readonly bytes: number }
+  | {
+      readonly type: 'run-start';
+      readonly runId: string;
+      readonly splits: number;
+      readonly pending: number;
+      readonly bytes: number;
+      /** What decodes plain JPEGs when the run embeds images (the native libjpeg-turbo addon, or sharp and why). */
+      readonly jpegDecoder?: string;
+    }
   | { readonly type: 'split-progress'; readonly split: number; readonly rows: number }
   | { readonly type: 'split-done'; readonly split: number; readonly rows: number; readonly failed: number; readonly computed: boolean; readonly bytes: number }
   | { readonly type: 'split-retry'; readonly split: number; readonly attempt: number; readonly delayMs: number; readonly error: string }

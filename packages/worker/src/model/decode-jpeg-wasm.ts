@@ -4,7 +4,9 @@ import type { PixelSize, RgbImage } from './image-decode.js';
 
 /**
  * libjpeg-turbo's TurboJPEG API compiled to WebAssembly, as the `@cwasm/jpeg-turbo` package ships
- * it (a prebuilt module: no compiler on install). It serves `--fast-decode`: TurboJPEG decodes at
+ * it (a prebuilt module: no compiler on install). It serves `--fast-decode` where the native addon
+ * (decode-jpeg-native.ts) is not built, so a machine without a C compiler keeps the DCT-scaled
+ * decode and the same pixels (a unit test checks both decoders agree at every scale): TurboJPEG decodes at
  * any eighth of the size through the DCT (sharp's shrink-on-load only halves), with the same ISLOW
  * IDCT and fancy upsampling as Pillow's libjpeg-turbo, so at full size its pixels are identical to
  * Pillow's and sharp's (a unit test checks that on real photos).

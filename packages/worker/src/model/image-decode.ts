@@ -36,6 +36,11 @@ export interface DecodeOptions {
    * at full size either way. Default false.
    */
   readonly fastDecode: boolean;
+  /**
+   * false: never use the native libjpeg-turbo decoder, even when it is built (sharp decodes every
+   * image, as on a machine without the addon); tests use it to compare both paths. Default true.
+   */
+  readonly nativeJpeg?: boolean;
 }
 
 /** The defaults documented on DecodeOptions; the CLI's --max-pixels and --fast-decode override them. */
@@ -54,8 +59,9 @@ export interface ImageHeader {
   readonly width: number;
   readonly height: number;
   /**
-   * An 8-bit greyscale or YCbCr JPEG with no EXIF rotation: under `fastDecode` libjpeg-turbo in
-   * WebAssembly decodes it at a reduced DCT scale (any eighth, where sharp shrinks by halves only).
+   * An 8-bit greyscale or YCbCr JPEG with no EXIF rotation: the native libjpeg-turbo decoder takes
+   * it when built; otherwise, under `fastDecode`, libjpeg-turbo in WebAssembly decodes it at a
+   * reduced DCT scale (any eighth, where sharp shrinks by halves only).
    */
   readonly plainJpeg?: boolean;
 }
@@ -197,8 +203,10 @@ function fastDecodeSize(header: ImageHeader, target: PixelSize): PixelSize | und
  * `resizeTarget` is the size the caller resizes to next; only `fastDecode` uses it: a plain JPEG
  * is then decoded at the smallest eighth of its size that stays at least `resizeTarget` (the DCT
  * does most of the shrinking, the exact resize the rest), other JPEGs at about twice the target.
- * The exact path decodes with sharp: the WebAssembly decoder gives the same pixels, but measured
- * no cheaper at full size (libjpeg-turbo's native SIMD in sharp offsets libvips' overhead).
+ * This is the path without the native decoder (`preprocessImageInto` tries that first): the exact
+ * path decodes with sharp, since the WebAssembly decoder gives the same pixels but measured no
+ * cheaper at full size; `fastDecode` keeps the WebAssembly decoder, so a machine without a C
+ * compiler still decodes plain JPEGs at any eighth.
  * Throws RowError `corrupt_image` for truncated or damaged pixel data.
  */
 export async function decodeImage(bytes: Buffer, header: ImageHeader, options: DecodeOptions, resizeTarget?: PixelSize): Promise<RgbImage> {

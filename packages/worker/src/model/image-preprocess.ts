@@ -1,6 +1,8 @@
-import { decodeImage, readImageHeader, type DecodeOptions, type RgbImage } from './image-decode.js';
+import { decodeJpegNative, readNativeJpegHeader } from './decode-jpeg-native.js';
+import { jpegScaleEighths } from './decode-jpeg-wasm.js';
+import { decodeImage, readImageHeader, type DecodeOptions, type PixelSize, type RgbImage } from './image-decode.js';
 import { resizedSize, type PreprocessSpec } from './preprocess-spec.js';
-import { resizeBicubic, type PixelWindow } from './resize-bicubic.js';
+import { resizeBicubicTransient, type PixelWindow } from './resize-bicubic.js';
 
 /** The whole preprocessing API (spec, options, entry points) is importable from this one module. */
 export { parsePreprocessSpec, type PreprocessSpec } from './preprocess-spec.js';
@@ -73,19 +75,36 @@ function writeChw(pixels: RgbImage, dx: number, dy: number, width: number, heigh
  * bad image. Follows Hugging Face's CLIPImageProcessor: convert to RGB, bicubic resize exactly
  * as PIL does, center crop (padding when too small), rescale, normalize. Writing in place lets
  * a batch share one tensor buffer instead of copying each image into it.
+ *
+ * An 8-bit greyscale or YCbCr JPEG goes to the native libjpeg-turbo decoder when it is built
+ * (header and decode with no sharp call, EXIF orientation undone, pixels written where the resize
+ * kernels read them; a plain one at a DCT scale under `fastDecode`); everything else, and anything
+ * it declines, goes to sharp through `decodeImage`.
  */
 export async function preprocessImageInto(bytes: Buffer, spec: PreprocessSpec, options: DecodeOptions, out: Float32Array, offset: number): Promise<void> {
   const size = 3 * spec.outHeight * spec.outWidth;
   if (!Number.isInteger(offset) || offset < 0 || offset + size > out.length) {
     throw new RangeError(`cannot write ${size} floats at offset ${offset} into a buffer of ${out.length}`);
   }
-  const header = await readImageHeader(bytes, options);
+  const jpeg = options.nativeJpeg === false ? undefined : readNativeJpegHeader(bytes, options.maxPixels);
+  const header = jpeg ?? (await readImageHeader(bytes, options));
   const target = spec.resize === undefined ? undefined : resizedSize(spec.resize, header.width, header.height);
-  const image = await decodeImage(bytes, header, options, target);
+  // Under fastDecode a rotated JPEG keeps sharp's shrink-on-load, so no output depends on whether the addon is built.
+  if (jpeg !== undefined && (jpeg.plainJpeg === true || !options.fastDecode)) {
+    const eighths = options.fastDecode && target !== undefined ? jpegScaleEighths(header.width, header.height, target) : 8;
+    // Decoded into the resize kernels' memory: resized before any await, as decodeJpegNative requires.
+    const native = decodeJpegNative(bytes, jpeg, eighths);
+    if (native !== undefined) return resizeInto(native, target, spec, out, offset);
+  }
+  resizeInto(await decodeImage(bytes, header, options, target), target, spec, out, offset);
+}
+
+/** Resize to `target` (none: as decoded), center crop, rescale, normalize, CHW into `out` at `offset`. */
+function resizeInto(image: RgbImage, target: PixelSize | undefined, spec: PreprocessSpec, out: Float32Array, offset: number): void {
   const resized = target ?? image;
   const crop = spec.crop ?? resized;
   const { window, dx, dy } = cropPlacement(resized, crop);
-  const pixels = resizeBicubic(image, resized.width, resized.height, window);
+  const pixels = resizeBicubicTransient(image, resized.width, resized.height, window);
   writeChw(pixels, dx, dy, crop.width, crop.height, valueTable(spec), out, offset);
 }
 

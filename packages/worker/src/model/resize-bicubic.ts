@@ -103,6 +103,19 @@ function clip8(sum: number): number {
  * than `wasmMemoryLimit` bytes of kernel memory; then the JavaScript passes below do it.
  */
 export function resizeBicubic(src: RgbImage, outWidth: number, outHeight: number, window: PixelWindow): RgbImage {
+  return resize(src, outWidth, outHeight, window, true);
+}
+
+/**
+ * `resizeBicubic` for a caller that reads the result at once (preprocessing writes it into the
+ * batch tensor): the result may be a view of kernel memory, valid only until the next decode or
+ * resize on this thread, which saves an allocation and a copy per image.
+ */
+export function resizeBicubicTransient(src: RgbImage, outWidth: number, outHeight: number, window: PixelWindow): RgbImage {
+  return resize(src, outWidth, outHeight, window, false);
+}
+
+function resize(src: RgbImage, outWidth: number, outHeight: number, window: PixelWindow, copy: boolean): RgbImage {
   const { left, top, width, height } = window;
   if (left < 0 || top < 0 || width < 1 || height < 1 || left + width > outWidth || top + height > outHeight) {
     throw new RangeError(`resize window ${width}x${height}+${left}+${top} lies outside ${outWidth}x${outHeight}`);
@@ -113,7 +126,7 @@ export function resizeBicubic(src: RgbImage, outWidth: number, outHeight: number
   const lastRow = vertical === undefined ? top + height : vertical.bounds[(height - 1) * 2]! + vertical.bounds[(height - 1) * 2 + 1]!;
   const horizontal = outWidth === src.width ? undefined : axisCoefficients(src.width, outWidth, left, width);
 
-  const viaWasm = resizeInWasm(src, horizontal, vertical, left, width, firstRow, lastRow - firstRow, height);
+  const viaWasm = resizeInWasm(src, horizontal, vertical, left, width, firstRow, lastRow - firstRow, height, copy);
   if (viaWasm !== undefined) return viaWasm;
   const rows = horizontalPass(src, horizontal, left, width, firstRow, lastRow - firstRow);
   if (vertical === undefined) return rows;
@@ -167,7 +180,32 @@ function placeCoefficients(heap: ArrayBuffer, at: number, c: AxisCoefficients, o
 
 const align = (n: number): number => Math.ceil(n / 16) * 16;
 
-/** Both passes in WebAssembly, or undefined when the buffers would exceed `wasmMemoryLimit`. */
+/**
+ * A view of `byteLength` bytes at the start of this thread's kernel memory, for a decoder to write
+ * an image's pixels into so that `resizeBicubic` reads them where they lie instead of copying them
+ * in; undefined when that would take kernel memory over `wasmMemoryLimit`. The view is valid until
+ * the next call of either function on this thread: the caller decodes and resizes with no await
+ * in between.
+ */
+export function resizeSourceBuffer(byteLength: number): Uint8Array | undefined {
+  if (align(byteLength + slack) > wasmMemoryLimit) return undefined;
+  const k = resizeKernels();
+  reserve(k, align(byteLength + slack));
+  return new Uint8Array(k.memory.buffer, 0, byteLength);
+}
+
+/** Grows kernel memory to at least `total` bytes (growing detaches earlier views of it). */
+function reserve(k: ResizeKernels, total: number): void {
+  const have = k.memory.buffer.byteLength;
+  if (total > have) k.memory.grow(Math.ceil((total - have) / wasmPage));
+}
+
+/**
+ * Both passes in WebAssembly, or undefined when the buffers would exceed `wasmMemoryLimit`; the
+ * result is copied out of kernel memory when `copy`, else a view of it. A
+ * source from `resizeSourceBuffer` already lies at the start of kernel memory and is read there;
+ * any other source has the rows the passes need copied in.
+ */
 function resizeInWasm(
   src: RgbImage,
   horizontal: AxisCoefficients | undefined,
@@ -177,36 +215,40 @@ function resizeInWasm(
   firstRow: number,
   rowCount: number,
   height: number,
+  copy: boolean,
 ): RgbImage | undefined {
   const inStride = src.width * 3;
   const stride = width * 3;
-  // Layout: horizontal coefficients, vertical coefficients, source rows, intermediate, output.
-  const hAt = 0;
+  const inPlace = kernels !== undefined && src.data.buffer === kernels.memory.buffer && src.data.byteOffset === 0;
+  const sourceBytes = src.data.byteLength;
+  // Layout: [source in place], horizontal coefficients, vertical coefficients, [copied source rows], intermediate, output.
+  const hAt = inPlace ? align(sourceBytes + slack) : 0;
   const vAt = hAt + (horizontal === undefined ? 0 : horizontal.bounds.byteLength + horizontal.weights.byteLength);
   const srcAt = align(vAt + (vertical === undefined ? 0 : vertical.bounds.byteLength + vertical.weights.byteLength));
-  const midAt = align(srcAt + (horizontal === undefined ? 0 : rowCount * inStride + slack));
+  const midAt = align(srcAt + (horizontal === undefined || inPlace ? 0 : rowCount * inStride + slack));
   const dstAt = align(midAt + rowCount * stride + slack);
   const total = dstAt + (vertical === undefined ? 0 : height * stride + slack);
   if (total > wasmMemoryLimit) return undefined;
   const k = resizeKernels();
-  const have = k.memory.buffer.byteLength;
-  if (total > have) k.memory.grow(Math.ceil((total - have) / wasmPage));
+  reserve(k, total);
   const heap = k.memory.buffer;
   const bytes = new Uint8Array(heap);
   if (horizontal === undefined) {
     for (let y = 0; y < rowCount; y++) {
       const from = (firstRow + y) * inStride + left * 3;
-      bytes.set(src.data.subarray(from, from + stride), midAt + y * stride);
+      if (inPlace) bytes.copyWithin(midAt + y * stride, from, from + stride);
+      else bytes.set(src.data.subarray(from, from + stride), midAt + y * stride);
     }
   } else {
     placeCoefficients(heap, hAt, horizontal, 0);
-    bytes.set(src.data.subarray(firstRow * inStride, (firstRow + rowCount) * inStride), srcAt);
-    k.horizontal(srcAt, inStride, rowCount, hAt, hAt + horizontal.bounds.byteLength, horizontal.ksize, width, midAt);
+    if (!inPlace) bytes.set(src.data.subarray(firstRow * inStride, (firstRow + rowCount) * inStride), srcAt);
+    k.horizontal(inPlace ? firstRow * inStride : srcAt, inStride, rowCount, hAt, hAt + horizontal.bounds.byteLength, horizontal.ksize, width, midAt);
   }
-  if (vertical === undefined) return { data: bytes.slice(midAt, midAt + rowCount * stride), width, height: rowCount };
+  const result = (from: number, rows: number): RgbImage => ({ data: copy ? bytes.slice(from, from + rows * stride) : bytes.subarray(from, from + rows * stride), width, height: rows });
+  if (vertical === undefined) return result(midAt, rowCount);
   placeCoefficients(heap, vAt, vertical, firstRow);
   k.vertical(midAt, stride, height, vAt, vAt + vertical.bounds.byteLength, vertical.ksize, dstAt);
-  return { data: bytes.slice(dstAt, dstAt + height * stride), width, height };
+  return result(dstAt, height);
 }
 
 /** Resamples rows `[firstRow, firstRow + rowCount)` horizontally into columns `[left, left + width)`, or copies them when the width is unchanged. */

@@ -1,0 +1,243 @@
+/*
+ * vecmill's native JPEG decoder: libjpeg(-turbo) called the way Pillow's JpegDecode.c calls it
+ * (jpeg_read_header, then the library's defaults: ISLOW integer IDCT, fancy upsampling; only the
+ * output colour space and, for --fast-decode, the DCT scale are set), so on the same library its
+ * pixels are Pillow's by construction. Built by packages/worker/native/build.mjs; optional: without
+ * it vecmill decodes with sharp. Two functions, both synchronous and allocation-free on the JS side:
+ *
+ *   header(bytes: Uint8Array, out: Int32Array(6)) -> boolean
+ *     out = [width, height, components, jpeg_color_space, data_precision, exif_orientation]
+ *     (orientation 0 when there is no EXIF, -1 when the EXIF does not parse).
+ *   decode(bytes: Uint8Array, eighths: number, dest: Uint8Array, orientation: 1..8) -> boolean
+ *     8-bit RGB at eighths/8 of the size, rows packed, into dest (exactly width*height*3 bytes),
+ *     turned upright for an EXIF orientation other than 1 (a pure permutation of the pixels, as
+ *     sharp's autoOrient does).
+ *
+ * Either returns false, having printed nothing, on any libjpeg error or warning (corrupt or
+ * truncated data, unsupported precision): the caller then leaves the image to sharp, which decides
+ * what the row's error is, exactly as before this decoder existed.
+ */
+#include <node_api.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stddef.h>
+#include <string.h>
+#include <jpeglib.h>
+
+struct failure_mgr {
+  struct jpeg_error_mgr pub;
+  jmp_buf jump;
+};
+
+/* Errors and warnings both abandon the decode through longjmp; nothing reaches stderr. */
+static void fail_exit(j_common_ptr cinfo) {
+  struct failure_mgr *err = (struct failure_mgr *)cinfo->err;
+  longjmp(err->jump, 1);
+}
+
+static void fail_on_warning(j_common_ptr cinfo, int msg_level) {
+  if (msg_level < 0) fail_exit(cinfo);
+}
+
+static void silent_output(j_common_ptr cinfo) { (void)cinfo; }
+
+static unsigned read16(const JOCTET *p, int big) { return big ? (unsigned)(p[0] << 8 | p[1]) : (unsigned)(p[1] << 8 | p[0]); }
+static unsigned long read32(const JOCTET *p, int big) {
+  return big ? ((unsigned long)p[0] << 24 | (unsigned long)p[1] << 16 | (unsigned long)p[2] << 8 | p[3])
+             : ((unsigned long)p[3] << 24 | (unsigned long)p[2] << 16 | (unsigned long)p[1] << 8 | p[0]);
+}
+
+/*
+ * Orientation (tag 0x0112) of IFD0 of the APP1 "Exif" segment: 0 when absent, -1 when malformed or
+ * when there are several Exif segments (which one a reader believes is then not certain).
+ */
+static int exif_orientation(j_decompress_ptr cinfo) {
+  jpeg_saved_marker_ptr m, exif = NULL;
+  for (m = cinfo->marker_list; m != NULL; m = m->next) {
+    if (m->marker != JPEG_APP0 + 1 || m->data_length < 6 || memcmp(m->data, "Exif\0\0", 6) != 0) continue;
+    if (exif != NULL) return -1;
+    exif = m;
+  }
+  if (exif == NULL) return 0;
+  if (exif->data_length < 14) return -1;
+  const JOCTET *tiff = exif->data + 6;
+  unsigned long size = exif->data_length - 6;
+  int big;
+  if (tiff[0] == 'I' && tiff[1] == 'I') big = 0;
+  else if (tiff[0] == 'M' && tiff[1] == 'M') big = 1;
+  else return -1;
+  if (read16(tiff + 2, big) != 42) return -1;
+  unsigned long ifd = read32(tiff + 4, big);
+  if (ifd + 2 > size) return -1;
+  unsigned count = read16(tiff + ifd, big);
+  if (ifd + 2 + 12UL * count > size) return -1;
+  for (unsigned i = 0; i < count; i++) {
+    const JOCTET *entry = tiff + ifd + 2 + 12UL * i;
+    if (read16(entry, big) != 0x0112) continue;
+    if (read16(entry + 2, big) != 3 || read32(entry + 4, big) != 1) return -1;
+    unsigned value = read16(entry + 8, big);
+    return value >= 1 && value <= 8 ? (int)value : -1;
+  }
+  return 0;
+}
+
+static int bytes_of(napi_env env, napi_value value, unsigned char **data, size_t *length) {
+  napi_typedarray_type type;
+  size_t count;
+  void *ptr;
+  napi_value buffer;
+  size_t offset;
+  if (napi_get_typedarray_info(env, value, &type, &count, &ptr, &buffer, &offset) != napi_ok || type != napi_uint8_array) return 0;
+  *data = ptr;
+  *length = count;
+  return 1;
+}
+
+static napi_value js_bool(napi_env env, int value) {
+  napi_value result;
+  napi_get_boolean(env, value, &result);
+  return result;
+}
+
+static napi_value type_error(napi_env env, const char *message) {
+  napi_throw_type_error(env, NULL, message);
+  return NULL;
+}
+
+static void begin(struct jpeg_decompress_struct *cinfo, struct failure_mgr *err) {
+  cinfo->err = jpeg_std_error(&err->pub);
+  err->pub.error_exit = fail_exit;
+  err->pub.emit_message = fail_on_warning;
+  err->pub.output_message = silent_output;
+}
+
+static napi_value header(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  unsigned char *src;
+  size_t srcLength, outLength;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2 || !bytes_of(env, argv[0], &src, &srcLength)) return type_error(env, "header(bytes: Uint8Array, out: Int32Array)");
+  napi_typedarray_type type;
+  void *outPtr;
+  napi_value ab;
+  size_t offset;
+  if (napi_get_typedarray_info(env, argv[1], &type, &outLength, &outPtr, &ab, &offset) != napi_ok || type != napi_int32_array || outLength < 6)
+    return type_error(env, "header(bytes: Uint8Array, out: Int32Array(6))");
+  int32_t *out = outPtr;
+  if (srcLength == 0) return js_bool(env, 0);
+
+  struct jpeg_decompress_struct cinfo;
+  struct failure_mgr err;
+  begin(&cinfo, &err);
+  if (setjmp(err.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    return js_bool(env, 0);
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, src, (unsigned long)srcLength);
+  jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xffff);
+  jpeg_read_header(&cinfo, TRUE);
+  out[0] = (int32_t)cinfo.image_width;
+  out[1] = (int32_t)cinfo.image_height;
+  out[2] = cinfo.num_components;
+  out[3] = (int32_t)cinfo.jpeg_color_space;
+  out[4] = cinfo.data_precision;
+  out[5] = exif_orientation(&cinfo);
+  jpeg_destroy_decompress(&cinfo);
+  return js_bool(env, 1);
+}
+
+/*
+ * Where stored row `sy` of a width x height image lands once turned upright for `orientation`:
+ * its pixel sx goes to dest + start + sx * step (bytes) of the upright image, `up` pixels wide.
+ */
+static void orient_row(int orientation, ptrdiff_t width, ptrdiff_t height, ptrdiff_t sy, ptrdiff_t *start, ptrdiff_t *step) {
+  ptrdiff_t up = orientation >= 5 ? height : width;
+  switch (orientation) {
+    case 2: *start = (sy * up + width - 1) * 3; *step = -3; break;
+    case 3: *start = ((height - 1 - sy) * up + width - 1) * 3; *step = -3; break;
+    case 4: *start = (height - 1 - sy) * up * 3; *step = 3; break;
+    case 5: *start = sy * 3; *step = up * 3; break;
+    case 6: *start = (height - 1 - sy) * 3; *step = up * 3; break;
+    case 7: *start = ((width - 1) * up + height - 1 - sy) * 3; *step = -up * 3; break;
+    case 8: *start = ((width - 1) * up + sy) * 3; *step = -up * 3; break;
+    default: *start = sy * width * 3; *step = 3; break;
+  }
+}
+
+static napi_value decode(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  unsigned char *src, *dest;
+  size_t srcLength, destLength;
+  int32_t eighths, orientation;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 4 || !bytes_of(env, argv[0], &src, &srcLength) || napi_get_value_int32(env, argv[1], &eighths) != napi_ok ||
+      !bytes_of(env, argv[2], &dest, &destLength) || napi_get_value_int32(env, argv[3], &orientation) != napi_ok || eighths < 1 || eighths > 8 ||
+      orientation < 1 || orientation > 8)
+    return type_error(env, "decode(bytes: Uint8Array, eighths: 1..8, dest: Uint8Array, orientation: 1..8)");
+  if (srcLength == 0) return js_bool(env, 0);
+
+  struct jpeg_decompress_struct cinfo;
+  struct failure_mgr err;
+  begin(&cinfo, &err);
+  if (setjmp(err.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    return js_bool(env, 0);
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, src, (unsigned long)srcLength);
+  jpeg_read_header(&cinfo, TRUE);
+  if (cinfo.jpeg_color_space != JCS_YCbCr && cinfo.jpeg_color_space != JCS_GRAYSCALE) {
+    jpeg_destroy_decompress(&cinfo);
+    return js_bool(env, 0);
+  }
+  cinfo.out_color_space = JCS_RGB;
+  cinfo.scale_num = (unsigned)eighths;
+  cinfo.scale_denom = 8;
+  jpeg_calc_output_dimensions(&cinfo);
+  size_t stride = (size_t)cinfo.output_width * 3;
+  if (cinfo.output_components != 3 || stride * cinfo.output_height != destLength) {
+    jpeg_destroy_decompress(&cinfo);
+    return js_bool(env, 0);
+  }
+  jpeg_start_decompress(&cinfo);
+  if (orientation == 1) {
+    JSAMPROW rows[16];
+    while (cinfo.output_scanline < cinfo.output_height) {
+      JDIMENSION n = cinfo.output_height - cinfo.output_scanline;
+      if (n > 16) n = 16;
+      for (JDIMENSION i = 0; i < n; i++) rows[i] = dest + (size_t)(cinfo.output_scanline + i) * stride;
+      jpeg_read_scanlines(&cinfo, rows, n);
+    }
+  } else {
+    /* One row at a time through a row of libjpeg's own pool (freed with the decompressor), then scattered. */
+    JSAMPARRAY row = (*cinfo.mem->alloc_sarray)((j_common_ptr)&cinfo, JPOOL_IMAGE, (JDIMENSION)stride, 1);
+    ptrdiff_t width = cinfo.output_width, height = cinfo.output_height;
+    while (cinfo.output_scanline < cinfo.output_height) {
+      ptrdiff_t sy = cinfo.output_scanline, start, step;
+      jpeg_read_scanlines(&cinfo, row, 1);
+      orient_row(orientation, width, height, sy, &start, &step);
+      unsigned char *to = dest + start;
+      const JSAMPLE *from = row[0];
+      for (ptrdiff_t sx = 0; sx < width; sx++, from += 3, to += step) {
+        to[0] = from[0];
+        to[1] = from[1];
+        to[2] = from[2];
+      }
+    }
+  }
+  jpeg_finish_decompress(&cinfo);
+  jpeg_destroy_decompress(&cinfo);
+  return js_bool(env, 1);
+}
+
+NAPI_MODULE_INIT() {
+  napi_property_descriptor properties[] = {
+    {"header", NULL, header, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"decode", NULL, decode, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);
+  return exports;
+}
