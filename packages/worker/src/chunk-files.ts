@@ -23,6 +23,27 @@ export interface ChunkLayout {
   readonly tsv: boolean;
 }
 
+/**
+ * Memory reused for the `.npy` files of successive chunks, one buffer per tower, grown to the
+ * largest chunk: without it each chunk allocates its vectors' size again (a few MB per chunk per
+ * split in flight, which the garbage collector frees only in bursts). The bytes of the files built
+ * with it are valid until it builds the next chunk's: `ShardWriter` alternates two, since one
+ * chunk's files are uploaded while the next chunk's are built.
+ */
+export class NpyScratch {
+  private readonly buffers = new Map<Modality, Uint8Array>();
+
+  /** `bytes` bytes of this tower's buffer, from its start. */
+  take(modality: Modality, bytes: number): Uint8Array {
+    let buffer = this.buffers.get(modality);
+    if (buffer === undefined || buffer.byteLength < bytes) {
+      buffer = new Uint8Array(bytes);
+      this.buffers.set(modality, buffer);
+    }
+    return buffer.subarray(0, bytes);
+  }
+}
+
 /** One final file of a chunk, built in memory (bounded by the chunk size) before it is staged. */
 export interface ChunkFile {
   readonly role: FileRole;
@@ -41,9 +62,10 @@ export interface ChunkFile {
  * `firstLine` is the split line the chunk must start at: its rows must be lines
  * `firstLine, firstLine + 1, …` of `layout.splitIndex` in order (the basis of unique ids), or the
  * attempt fails before anything is staged. A chunk without ok rows gets no `.npy`/metadata, one
- * without failed rows no errors file.
+ * without failed rows no errors file. With `npyScratch`, the `.npy` files' bytes live in it (see
+ * `NpyScratch` for how long they stay valid); without, in memory of their own.
  */
-export async function chunkFiles(chunk: EmbeddingTable, firstLine: number, layout: ChunkLayout): Promise<ChunkFile[]> {
+export async function chunkFiles(chunk: EmbeddingTable, firstLine: number, layout: ChunkLayout, npyScratch?: NpyScratch): Promise<ChunkFile[]> {
   checkLines(chunk, firstLine, layout.splitIndex);
   const table = chunk.withRowIndex(Number(rowId(layout.splitIndex, firstLine)));
   const wanted: Modality[] = [...(table.hasImage ? (['image'] as const) : []), ...(table.hasText ? (['text'] as const) : [])];
@@ -57,7 +79,7 @@ export async function chunkFiles(chunk: EmbeddingTable, firstLine: number, layou
   const files = [file('part', table.numRows, writeParquet(table.table))];
   const ok = okRowIndexes(table, wanted);
   if (layout.npy && ok.length > 0) {
-    for (const m of wanted) files.push(file(m === 'image' ? 'npy-image' : 'npy-text', ok.length, npyBytes(table, m, ok)));
+    for (const m of wanted) files.push(file(m === 'image' ? 'npy-image' : 'npy-text', ok.length, npyBytes(table, m, ok, npyScratch)));
     files.push(file('metadata', ok.length, writeParquet(metadataTable(table, ok))));
   }
   const failed = table.numRows - okCount(table);
@@ -106,22 +128,22 @@ function okRowIndexes(table: EmbeddingTable, wanted: readonly Modality[]): numbe
   return out;
 }
 
-/** A `.npy` file (header + little-endian rows) of the given rows' embeddings. */
-function npyBytes(table: EmbeddingTable, modality: Modality, rows: readonly number[]): Buffer {
+/**
+ * A `.npy` file (header + little-endian rows) of the given rows' (ascending) embeddings, copying
+ * each run of consecutive rows at once, into `scratch` when given.
+ */
+function npyBytes(table: EmbeddingTable, modality: Modality, rows: readonly number[], scratch: NpyScratch | undefined): Uint8Array {
   const all = table.embeddings(modality);
-  const d = table.dims;
-  const picked = rows.length === table.numRows ? all : gather(all, rows, d);
-  const body = Buffer.from(picked.buffer, picked.byteOffset, picked.byteLength);
-  return Buffer.concat([npyHeader([rows.length, d], table.dtype === 'float16' ? '<f2' : '<f4'), body]);
-}
-
-/** The given rows (ascending) of a row-major array, copying each run of consecutive rows at once. */
-function gather(values: Float32Array | Uint16Array, rows: readonly number[], d: number): Float32Array | Uint16Array {
-  const out = values instanceof Uint16Array ? new Uint16Array(rows.length * d) : new Float32Array(rows.length * d);
+  const values = new Uint8Array(all.buffer, all.byteOffset, all.byteLength);
+  const rowBytes = table.dims * all.BYTES_PER_ELEMENT;
+  const header = npyHeader([rows.length, table.dims], table.dtype === 'float16' ? '<f2' : '<f4');
+  const size = header.length + rows.length * rowBytes;
+  const out = scratch?.take(modality, size) ?? new Uint8Array(size);
+  out.set(header, 0);
   for (let j = 0; j < rows.length; ) {
     let k = j + 1;
     while (k < rows.length && rows[k] === rows[k - 1]! + 1) k++;
-    out.set(values.subarray(rows[j]! * d, (rows[k - 1]! + 1) * d), j * d);
+    out.set(values.subarray(rows[j]! * rowBytes, (rows[k - 1]! + 1) * rowBytes), header.length + j * rowBytes);
     j = k;
   }
   return out;

@@ -2,7 +2,7 @@ import { CommitError, VecmillError } from '@vecmill/shared/errors';
 import { EmbeddingTable, EmbeddingTableBuilder, type EmbeddedBatch, type EmbeddingTableOptions } from '@vecmill/shared/formats/embedding-table';
 import { MAX_SPLITS, outputKeys, readPlan, splitNameWidth } from '@vecmill/shared/run-plan';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
-import { chunkFiles, type ChunkLayout } from './chunk-files.js';
+import { chunkFiles, NpyScratch, type ChunkLayout } from './chunk-files.js';
 import type { StagedFile } from './shard-commit.js';
 
 /** How large one chunk of a split may grow before its files are built and staged. */
@@ -12,11 +12,10 @@ export interface ShardChunkOptions {
   /**
    * Approximate in-memory bytes of a chunk (embeddings, hashes, strings), checked after each
    * batch. Default 4 MiB: about 1,340 rows of one 768-dim float32 tower, 1,000 of two 512-dim
-   * ones. Every split in flight holds a chunk being filled (in buffers grown by doubling, so up
-   * to twice the cap) plus, while it is encoded and uploaded, about three more copies of its
-   * size; Parquet encoding runs in 32-bit WebAssembly, whose memory never shrinks and grows to
-   * five to seven chunks (the merger reads and rewrites each chunk), and it blocks the
-   * event loop. Measured on 78k captions with a 768-dim tower: peak RSS 480 MiB at 16 MiB
+   * ones. Every split in flight holds a chunk being filled (in buffers sized once for the cap plus
+   * one batch) plus, while it is encoded and uploaded, about three more copies of its size (two
+   * reused `.npy` buffers among them); Parquet encoding runs in 32-bit WebAssembly, whose memory
+   * never shrinks and grows to about five chunks, and it blocks the event loop. Measured on 78k captions with a 768-dim tower: peak RSS 480 MiB at 16 MiB
    * chunks (115 MiB of it WebAssembly), 411 at 8, 324 at 4 (28 MiB WebAssembly), 317 at 2; a
    * second split in flight adds about 16 MiB at 4 MiB. Four times the parts of 16 MiB is the cost.
    */
@@ -36,6 +35,12 @@ export interface ShardWriterOptions {
   readonly attempt: string;
   readonly table: Omit<EmbeddingTableOptions, 'expectedRows'>;
   readonly chunk?: ShardChunkOptions;
+  /**
+   * The most rows one `append` takes (the embed processor's batch): with it, the builder is sized
+   * once for a full chunk (the rows under the byte cap plus one batch) instead of growing by
+   * doubling, which both overshoots and leaves the smaller buffers behind as garbage.
+   */
+  readonly batchRows?: number;
 }
 
 /**
@@ -51,6 +56,8 @@ export class ShardWriter {
   private readonly maxRows: number;
   private readonly maxBytes: number;
   private readonly done: StagedFile[] = [];
+  /** Chunk k builds its `.npy` files in `npyScratch[k % 2]`: chunk k - 1's may still be uploading, k - 2's are stored. */
+  private readonly npyScratch = [new NpyScratch(), new NpyScratch()] as const;
   private upload: Promise<void> | undefined;
   private layout: Promise<Omit<ChunkLayout, 'chunkIndex'>> | undefined;
   private chunks = 0;
@@ -67,7 +74,9 @@ export class ShardWriter {
     }
     this.maxRows = maxRows;
     this.maxBytes = maxBytes;
-    this.builder = new EmbeddingTableBuilder({ ...options.table, expectedRows: Math.min(maxRows, 1024) });
+    const underCap = Math.ceil(maxBytes / EmbeddingTableBuilder.minRowBytes(options.table)) - 1;
+    const expectedRows = options.batchRows === undefined ? 1024 : underCap + options.batchRows;
+    this.builder = new EmbeddingTableBuilder({ ...options.table, expectedRows: Math.min(maxRows, expectedRows) });
   }
 
   /** Milliseconds spent building chunk files and waiting for their uploads: the split's write stage. */
@@ -109,7 +118,7 @@ export class ShardWriter {
     const t0 = performance.now();
     const layout = { ...(await this.chunkLayout()), chunkIndex: this.chunks++ };
     const table = new EmbeddingTable(this.builder.build());
-    const files = await chunkFiles(table, this.lines, layout);
+    const files = await chunkFiles(table, this.lines, layout, this.npyScratch[layout.chunkIndex % 2]);
     this.lines += table.numRows;
     this.builder.reset();
     const staged = files.map((f) => ({ ...f, staged: outputKeys.staged(this.options.splitIndex, this.options.attempt, f.key) }));
