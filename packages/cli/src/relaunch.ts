@@ -22,7 +22,8 @@ function onGlibc(): boolean {
  * SIGTERM and SIGHUP on, so a signal may reach the child twice (a terminal's Ctrl-C reaches
  * both): only for commands that handle no signal, which is why `vecmill worker` is not
  * relaunched (its images set the variable). A child killed by a signal ends this process with
- * the same signal.
+ * the same signal. SIGKILL cannot be passed on: a launcher killed that way leaves the child to
+ * finish (or be killed) on its own.
  */
 export async function relaunchWithAllocatorSettings(): Promise<number | undefined> {
   const env = allocatorRelaunchEnv(onGlibc());
