@@ -24,34 +24,34 @@ export interface ChunkLayout {
 }
 
 /**
- * Buffers for the large files of chunks (Parquet part, `.npy`), shared by the splits a process
- * embeds for one run: a chunk's files are built in buffers taken here, which its writer gives
- * back once the chunk's uploads are done. The process then holds about as many as files are built
- * or uploaded at once, instead of a chunk's size of new memory per file per chunk that lives
- * until its upload is done and is then garbage, which the collector frees only in bursts.
+ * Buffers for the `.npy` files of chunks, shared by the splits a process embeds for one run: a
+ * chunk's `.npy` bytes are built in buffers taken here, which its writer gives back once the
+ * chunk's uploads are done. The process then holds about as many as chunks are built or uploaded
+ * at once (one or two, however many splits are in flight) instead of allocating a chunk's
+ * vectors' size again per chunk, garbage that the collector frees only in bursts.
  */
-export class ChunkBufferPool {
+export class NpyBufferPool {
   private readonly free: Uint8Array[] = [];
 
-  /** A buffer of at least `bytes` bytes; a new one has an eighth to spare, so the next chunk, a little larger, fits too. */
+  /** A buffer of at least `bytes` bytes (more when it was sized for a larger chunk). */
   take(bytes: number): Uint8Array {
     const i = this.free.findIndex((b) => b.byteLength >= bytes);
-    return i < 0 ? new Uint8Array(bytes + Math.ceil(bytes / 8)) : this.free.splice(i, 1)[0]!;
+    return i < 0 ? new Uint8Array(bytes) : this.free.splice(i, 1)[0]!;
   }
 
   /** Takes buffers back once nothing reads them; keeps the largest few, so a pool never grows past its busiest moment. */
   give(buffers: readonly Uint8Array[]): void {
     this.free.push(...buffers);
     this.free.sort((a, b) => b.byteLength - a.byteLength);
-    this.free.length = Math.min(this.free.length, MAX_FREE_BUFFERS);
+    this.free.length = Math.min(this.free.length, MAX_FREE_NPY_BUFFERS);
   }
 }
 
-/** Free buffers a pool keeps: a chunk being built and one uploading per split, a part and two `.npy` each. */
-const MAX_FREE_BUFFERS = 12;
+/** Free buffers a pool keeps: a chunk being built and one uploading per split, two towers each. */
+const MAX_FREE_NPY_BUFFERS = 8;
 
-/** Where `chunkFiles` builds a file of `bytes` bytes: exactly that many, valid until the caller reuses them. */
-export type ChunkBuffer = (bytes: number) => Uint8Array;
+/** Where `chunkFiles` builds a `.npy` file of `bytes` bytes: exactly that many, valid until the caller reuses them. */
+export type NpyBuffer = (bytes: number) => Uint8Array;
 
 /** One final file of a chunk, built in memory (bounded by the chunk size) before it is staged. */
 export interface ChunkFile {
@@ -71,10 +71,10 @@ export interface ChunkFile {
  * `firstLine` is the split line the chunk must start at: its rows must be lines
  * `firstLine, firstLine + 1, …` of `layout.splitIndex` in order (the basis of unique ids), or the
  * attempt fails before anything is staged. A chunk without ok rows gets no `.npy`/metadata, one
- * without failed rows no errors file. With `buffer`, the part's and the `.npy` files' bytes are
- * in the buffers it gives (see `ChunkBufferPool`); without, in memory of their own.
+ * without failed rows no errors file. With `npyBuffer`, the `.npy` files' bytes are built in
+ * the buffers it gives (see `NpyBufferPool`); without, in memory of their own.
  */
-export async function chunkFiles(chunk: EmbeddingTable, firstLine: number, layout: ChunkLayout, buffer?: ChunkBuffer): Promise<ChunkFile[]> {
+export async function chunkFiles(chunk: EmbeddingTable, firstLine: number, layout: ChunkLayout, npyBuffer?: NpyBuffer): Promise<ChunkFile[]> {
   checkLines(chunk, firstLine, layout.splitIndex);
   const table = chunk.withRowIndex(Number(rowId(layout.splitIndex, firstLine)));
   const wanted: Modality[] = [...(table.hasImage ? (['image'] as const) : []), ...(table.hasText ? (['text'] as const) : [])];
@@ -85,12 +85,10 @@ export async function chunkFiles(chunk: EmbeddingTable, firstLine: number, layou
     bytes,
     sha256: createHash('sha256').update(bytes).digest('hex'),
   });
-  const part = writeParquet(table.table);
-  // The encoded bytes are copied at once, so the copy out of WebAssembly dies young.
-  const files = [file('part', table.numRows, buffer === undefined ? part : copyInto(buffer(part.byteLength), part))];
+  const files = [file('part', table.numRows, writeParquet(table.table))];
   const ok = okRowIndexes(table, wanted);
   if (layout.npy && ok.length > 0) {
-    for (const m of wanted) files.push(file(m === 'image' ? 'npy-image' : 'npy-text', ok.length, npyBytes(table, m, ok, buffer)));
+    for (const m of wanted) files.push(file(m === 'image' ? 'npy-image' : 'npy-text', ok.length, npyBytes(table, m, ok, npyBuffer)));
     files.push(file('metadata', ok.length, writeParquet(metadataTable(table, ok))));
   }
   const failed = table.numRows - okCount(table);
@@ -108,11 +106,6 @@ export async function chunkFiles(chunk: EmbeddingTable, firstLine: number, layou
     }
   }
   return files;
-}
-
-function copyInto(target: Uint8Array, bytes: Uint8Array): Uint8Array {
-  target.set(bytes);
-  return target;
 }
 
 /** Chunk rows must be lines `firstLine…` of the split, once each and in order: ids are then unique and gap-free. */
@@ -148,7 +141,7 @@ function okRowIndexes(table: EmbeddingTable, wanted: readonly Modality[]): numbe
  * A `.npy` file (header + little-endian rows) of the given rows' (ascending) embeddings, copying
  * each run of consecutive rows at once, into `buffer`'s memory when given.
  */
-function npyBytes(table: EmbeddingTable, modality: Modality, rows: readonly number[], buffer: ChunkBuffer | undefined): Uint8Array {
+function npyBytes(table: EmbeddingTable, modality: Modality, rows: readonly number[], buffer: NpyBuffer | undefined): Uint8Array {
   const all = table.embeddings(modality);
   const values = new Uint8Array(all.buffer, all.byteOffset, all.byteLength);
   const rowBytes = table.dims * all.BYTES_PER_ELEMENT;

@@ -17,7 +17,7 @@ import { hashForReuse } from './hash-for-reuse.js';
 import { parseBatch, type ParseBatchOptions, type ParsedBatch } from './parse-batch.js';
 import type { ReuseLookup } from './reuse-index.js';
 import { commitShard, readShardMarker, type ShardMarker, type StageTimings } from './shard-commit.js';
-import { ChunkBufferPool } from './chunk-files.js';
+import { NpyBufferPool } from './chunk-files.js';
 import { ShardWriter } from './shard-writer.js';
 import { createBatchTokenizer, type TextGroup } from './tokenize-batch.js';
 
@@ -112,8 +112,8 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
   const parseOptions: ParseBatchOptions = { kind: settings.kind, maxLineBytes: settings.maxLineBytes, decodeImages: deps.reuse !== undefined };
   // Two batch buffers: one batch prepares while the previous one is in inference.
   const decodeImages = deps.images === undefined ? undefined : createImageDecoder(deps.images, new PixelBatchBuffers(settings.batchSize, pixelsPerImage, 2));
-  // The splits in flight build their chunks' part and `.npy` files in one pool of buffers.
-  const chunkBuffers = new ChunkBufferPool();
+  // The splits in flight build their chunks' `.npy` files in one pool of buffers.
+  const npyBuffers = new NpyBufferPool();
   const tokenizeBatch =
     tokenizer === undefined ? undefined : createBatchTokenizer({ tokenizer, textEncoder: deps.textEncoder ?? inlineEncoder(tokenizer), padTo, batchSize: settings.batchSize });
 
@@ -141,7 +141,7 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
       splitIndex,
       attempt,
       batchRows: maxBatchRows,
-      buffers: chunkBuffers,
+      npyBuffers,
       table: { dims, outDtype: settings.outDtype, hasText: tokenizer !== undefined, hasImage: preprocess !== undefined },
     });
     const counts: SplitCounts = { rows: 0, ok: 0, reused: 0, failedByReason: {} };

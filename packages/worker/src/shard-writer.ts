@@ -2,7 +2,7 @@ import { CommitError, VecmillError } from '@vecmill/shared/errors';
 import { EmbeddingTable, EmbeddingTableBuilder, type EmbeddedBatch, type EmbeddingTableOptions } from '@vecmill/shared/formats/embedding-table';
 import { MAX_SPLITS, outputKeys, readPlan, splitNameWidth } from '@vecmill/shared/run-plan';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
-import { chunkFiles, ChunkBufferPool, type ChunkLayout } from './chunk-files.js';
+import { chunkFiles, NpyBufferPool, type ChunkLayout } from './chunk-files.js';
 import type { StagedFile } from './shard-commit.js';
 
 /** How large one chunk of a split may grow before its files are built and staged. */
@@ -45,8 +45,8 @@ export interface ShardWriterOptions {
    * doubling, which both overshoots and leaves the smaller buffers behind as garbage.
    */
   readonly batchRows?: number;
-  /** Where chunks build their part and `.npy` files: shared by the splits of a run (the embed processor's); a pool of its own when absent. */
-  readonly buffers?: ChunkBufferPool;
+  /** Where chunks build their `.npy` files: shared by the splits of a run (the embed processor's); a pool of its own when absent. */
+  readonly npyBuffers?: NpyBufferPool;
 }
 
 /**
@@ -62,8 +62,8 @@ export class ShardWriter {
   private readonly maxRows: number;
   private readonly maxBytes: number;
   private readonly done: StagedFile[] = [];
-  private readonly buffers: ChunkBufferPool;
-  /** The `.npy` bytes of a full chunk: no buffer taken is smaller, so one given back fits any later chunk's `.npy`. */
+  private readonly npyBuffers: NpyBufferPool;
+  /** The `.npy` bytes of a full chunk: every buffer taken is this large, so any buffer given back fits any later chunk. */
   private readonly npyChunkBytes: number;
   private upload: Promise<void> | undefined;
   private layout: Promise<Omit<ChunkLayout, 'chunkIndex'>> | undefined;
@@ -84,7 +84,7 @@ export class ShardWriter {
     const underCap = Math.ceil(maxBytes / EmbeddingTableBuilder.minRowBytes(options.table)) - 1;
     const expectedRows = options.batchRows === undefined ? 1024 : underCap + options.batchRows;
     this.builder = new EmbeddingTableBuilder({ ...options.table, expectedRows: Math.min(maxRows, expectedRows) });
-    this.buffers = options.buffers ?? new ChunkBufferPool();
+    this.npyBuffers = options.npyBuffers ?? new NpyBufferPool();
     this.npyChunkBytes = NPY_HEADER_BYTES + Math.min(maxRows, expectedRows) * options.table.dims * (options.table.outDtype === 'float16' ? 2 : 4);
   }
 
@@ -129,7 +129,7 @@ export class ShardWriter {
     const table = new EmbeddingTable(this.builder.build());
     const taken: Uint8Array[] = [];
     const files = await chunkFiles(table, this.lines, layout, (bytes) => {
-      const buffer = this.buffers.take(Math.max(bytes, this.npyChunkBytes));
+      const buffer = this.npyBuffers.take(Math.max(bytes, this.npyChunkBytes));
       taken.push(buffer);
       return buffer.subarray(0, bytes);
     });
@@ -138,9 +138,9 @@ export class ShardWriter {
     const staged = files.map((f) => ({ ...f, staged: outputKeys.staged(this.options.splitIndex, this.options.attempt, f.key) }));
     for (const { bytes, ...f } of staged) this.done.push({ ...f, bytes: bytes.byteLength });
     await this.upload;
-    // The buffers go back once every upload of the chunk is done; after a failure some may still
-    // be read by the others, so they are left to the garbage collector.
-    this.upload = Promise.all(staged.map((f) => this.store.put(f.staged, f.bytes))).then(() => this.buffers.give(taken));
+    // The `.npy` buffers go back once every upload of the chunk is done; after a failure some may
+    // still be read by the others, so they are left to the garbage collector.
+    this.upload = Promise.all(staged.map((f) => this.store.put(f.staged, f.bytes))).then(() => this.npyBuffers.give(taken));
     // Marked handled here; `finish` or the next flush awaits it and rethrows its failure.
     this.upload.catch(() => undefined);
     this.elapsed += performance.now() - t0;
