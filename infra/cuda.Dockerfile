@@ -63,8 +63,12 @@ RUN groupadd --gid 10001 vecmill \
  && mkdir /cache \
  && chown 10001:10001 /cache
 WORKDIR /app
+# A fixed 256 KiB mmap threshold keeps glibc's heap from fragmenting under the few-MB buffers every
+# chunk allocates, so a worker's memory does not creep up over a long run (MALLOC_MMAP_THRESHOLD_BYTES
+# in packages/shared/src/config.ts; `vecmill run` outside the images relaunches itself with it).
 ENV NODE_ENV=production \
-    VECMILL_CACHE=/cache
+    VECMILL_CACHE=/cache \
+    MALLOC_MMAP_THRESHOLD_=262144
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/packages ./packages

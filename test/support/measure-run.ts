@@ -4,15 +4,21 @@
  * embedding-phase time (run start to merge start), the CPU time of all its threads (whole run and
  * embedding phase) and the longest event-loop delay meanwhile.
  *
- * Peak RSS is the kernel's VmHWM of this process's address space. getrusage's maxRSS is not used:
+ * Peak RSS is the kernel's VmHWM of the address space of the process that runs `vecmill run`
+ * (the relaunched one; not the idle launcher's, about 40 MiB). getrusage's maxRSS is not used:
  * Linux carries it over from the parent across fork and exec, so a child of a large process
  * would report the parent's size.
  */
 import { readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { loadRunConfig, tuneThreadPool } from '@vecmill/shared/config';
-import { runEmbedded } from 'vecmill/embedded-run';
+import { relaunchWithAllocatorSettings } from 'vecmill/relaunch';
 
+// As `vecmill run` does (packages/cli/bin/vecmill.js): the measured process is the relaunched one,
+// with glibc's malloc tuned, so the figures are what a user of `vecmill run` gets.
+const relaunched = await relaunchWithAllocatorSettings();
+if (relaunched !== undefined) process.exit(relaunched);
+const { loadRunConfig, tuneThreadPool } = await import('@vecmill/shared/config');
+const { runEmbedded } = await import('vecmill/embedded-run');
 tuneThreadPool();
 let sampled = 0;
 const timer = setInterval(() => {

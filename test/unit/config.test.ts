@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { loadEnvSettings, loadRunConfig, parseSize, runDefaults } from '@vecmill/shared/config';
+import { allocatorRelaunchEnv, loadEnvSettings, loadRunConfig, MALLOC_MMAP_THRESHOLD_BYTES, parseSize, runDefaults } from '@vecmill/shared/config';
 
 const base = ['--input', 'data.tsv', '--model', 'model', '--output', 'out'];
 
@@ -96,5 +96,18 @@ describe('loadEnvSettings', () => {
     assert.equal(env.s3.endpoint, undefined);
     assert.equal(env.s3.credentials, undefined);
     assert.equal(env.hfEndpoint, 'https://huggingface.co');
+  });
+});
+
+describe('allocatorRelaunchEnv', () => {
+  it('adds the mmap threshold on glibc when nothing sets it', () => {
+    assert.deepEqual(allocatorRelaunchEnv(true, { PATH: '/bin' }), { PATH: '/bin', MALLOC_MMAP_THRESHOLD_: String(MALLOC_MMAP_THRESHOLD_BYTES) });
+  });
+
+  it('leaves an explicit setting alone, and other C libraries too', () => {
+    assert.equal(allocatorRelaunchEnv(true, { MALLOC_MMAP_THRESHOLD_: '131072' }), undefined);
+    assert.equal(allocatorRelaunchEnv(true, { GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=65536' }), undefined);
+    assert.equal(allocatorRelaunchEnv(false, {}), undefined);
+    assert.notEqual(allocatorRelaunchEnv(true, { GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' }), undefined);
   });
 });

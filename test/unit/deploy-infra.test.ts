@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import { Ajv2019 } from 'ajv/dist/2019.js';
 import { parse } from 'yaml';
 import { loadEnvSettings } from '@vecmill/shared/config';
-import { loadProduceConfig, loadWorkerConfig } from '@vecmill/shared/config';
+import { allocatorRelaunchEnv, loadProduceConfig, loadWorkerConfig, MALLOC_MMAP_THRESHOLD_BYTES } from '@vecmill/shared/config';
 import { projectRoot } from '../support/fixtures.js';
 
 const infra = join(projectRoot, 'infra');
@@ -99,6 +99,10 @@ describe('Dockerfiles', () => {
       const entrypoint = JSON.parse(runtime.find((i) => i.op === 'ENTRYPOINT')?.args ?? '[]') as string[];
       assert.deepEqual(entrypoint, ['/usr/bin/tini', '--', 'vecmill']);
       assert.ok(runtime.some((i) => i.op === 'RUN' && i.args.includes('ln -s /app/packages/cli/bin/vecmill.js /usr/local/bin/vecmill')));
+      // glibc's malloc reads it at process start: the image sets it, so vecmill never relaunches there.
+      const env = runtime.filter((i) => i.op === 'ENV').map((i) => i.args).join(' ');
+      assert.match(env, new RegExp(`(^|\\s)MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_BYTES}(\\s|$)`));
+      assert.equal(allocatorRelaunchEnv(true, { MALLOC_MMAP_THRESHOLD_: String(MALLOC_MMAP_THRESHOLD_BYTES) }), undefined);
     });
 
     test(`${name}: the onnxruntime-node install flag, and no credentials baked in`, () => {

@@ -82,6 +82,30 @@ describe('ShardWriter', () => {
     assert.deepEqual([...(meta.getChild('id')!.toArray() as BigInt64Array)], [0n, 1n, 2n, 4n].map((l) => 2n * 2n ** 32n + l));
   });
 
+  it('keeps every chunk\'s .npy intact while the next chunks are built in reused buffers during slow uploads', async () => {
+    const store = new LocalStore(dir);
+    // Each put starts writing only after a delay, so it reads its bytes while later chunks are built.
+    const slow = Object.assign(Object.create(store) as LocalStore, {
+      put: async (key: string, body: Uint8Array) => {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        return store.put(key, body);
+      },
+    });
+    const writer = new ShardWriter(slow, { splitIndex: 2, attempt: 'a6', table, chunk: { maxRows: 5 }, batchRows: 3 });
+    await fill(writer, 8, 3);
+    const npys = (await writer.finish()).filter((f) => f.role === 'npy-text');
+    assert.equal(npys.length, 5);
+    const lines = Array.from({ length: 24 }, (_, l) => l);
+    const okLines = [0, 5, 10, 15, 20].map((first) => lines.slice(first, first + 5).filter((l) => l % 7 !== 3));
+    for (const [k, f] of npys.entries()) {
+      const npy = await store.read(f.staged);
+      const header = parseNpyHeader(npy);
+      assert.deepEqual(header.shape, [okLines[k]!.length, D]);
+      const values = new Float32Array(npy.buffer.slice(npy.byteOffset + header.dataOffset, npy.byteOffset + npy.byteLength));
+      assert.deepEqual([...values], okLines[k]!.flatMap((l) => new Array<number>(D).fill(l)), `chunk ${k}`);
+    }
+  });
+
   it('closes a chunk once its bytes pass maxBytes, and writes no file for no rows', async () => {
     const store = new LocalStore(dir);
     const writer = new ShardWriter(store, { splitIndex: 2, attempt: 'a2', table, chunk: { maxBytes: 1 } });

@@ -199,6 +199,28 @@ export function tuneThreadPool(env: NodeJS.ProcessEnv = process.env): void {
   if (env['UV_THREADPOOL_SIZE'] === undefined) env['UV_THREADPOOL_SIZE'] = String(Math.max(4, availableParallelism()));
 }
 
+/**
+ * glibc's mmap threshold that `vecmill run` and `vecmill worker` run with (issue 10): a fixed
+ * 256 KiB, so every buffer of that size or more (a chunk's builder columns, Arrow IPC copy, encoded
+ * Parquet and `.npy` bytes: a few MB each, allocated per chunk by each split in flight) is mapped on
+ * its own and returned to the system when freed. With glibc's default, the threshold rises to the
+ * largest buffer freed so far, so after the first chunk these come from the main heap, where two
+ * splits interleaving them leave it fragmented and the peak grows with the run's length.
+ */
+export const MALLOC_MMAP_THRESHOLD_BYTES = 262_144;
+
+/**
+ * The environment to start a fresh process with so that `MALLOC_MMAP_THRESHOLD_BYTES` applies, or
+ * undefined when it would change nothing: the C library is not glibc (`glibc` false), or the
+ * threshold is already set (`MALLOC_MMAP_THRESHOLD_`, or `GLIBC_TUNABLES` naming it: an explicit
+ * setting wins, as in the container images). glibc reads it once, at process start, so a process
+ * cannot set it for itself.
+ */
+export function allocatorRelaunchEnv(glibc: boolean, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv | undefined {
+  if (!glibc || env['MALLOC_MMAP_THRESHOLD_'] !== undefined || (env['GLIBC_TUNABLES'] ?? '').includes('glibc.malloc.mmap_threshold')) return undefined;
+  return { ...env, MALLOC_MMAP_THRESHOLD_: String(MALLOC_MMAP_THRESHOLD_BYTES) };
+}
+
 /** Parses `64MiB`, `1G`, `512k`, `1000` into bytes. */
 export function parseSize(text: string, flag: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(text.trim());

@@ -24,6 +24,36 @@ export interface ChunkLayout {
   readonly tsv: boolean;
 }
 
+/**
+ * Buffers for the `.npy` files of chunks, shared by the splits a process embeds for one run: a
+ * chunk's `.npy` bytes are built in buffers taken here, which its writer gives back once the
+ * chunk's uploads are done. The process then holds about as many as chunks are built or uploaded
+ * at once (one or two, however many splits are in flight) instead of allocating a chunk's
+ * vectors' size again per chunk, garbage that the collector frees only in bursts.
+ */
+export class NpyBufferPool {
+  private readonly free: Uint8Array[] = [];
+
+  /** A buffer of at least `bytes` bytes (more when it was sized for a larger chunk). */
+  take(bytes: number): Uint8Array {
+    const i = this.free.findIndex((b) => b.byteLength >= bytes);
+    return i < 0 ? new Uint8Array(bytes) : this.free.splice(i, 1)[0]!;
+  }
+
+  /** Takes buffers back once nothing reads them; keeps the largest few, so a pool never grows past its busiest moment. */
+  give(buffers: readonly Uint8Array[]): void {
+    this.free.push(...buffers);
+    this.free.sort((a, b) => b.byteLength - a.byteLength);
+    this.free.length = Math.min(this.free.length, MAX_FREE_NPY_BUFFERS);
+  }
+}
+
+/** Free buffers a pool keeps: a chunk being built and one uploading per split, two towers each. */
+const MAX_FREE_NPY_BUFFERS = 8;
+
+/** Where `chunkFiles` builds a `.npy` file of `bytes` bytes: exactly that many, valid until the caller reuses them. */
+export type NpyBuffer = (bytes: number) => Uint8Array;
+
 /** One final file of a chunk, built in memory (bounded by the chunk size) before it is staged. */
 export interface ChunkFile {
   readonly role: FileRole;
@@ -42,9 +72,10 @@ export interface ChunkFile {
  * `firstLine` is the split line the chunk must start at: its rows must be lines
  * `firstLine, firstLine + 1, …` of `layout.splitIndex` in order (the basis of unique ids), or the
  * attempt fails before anything is staged. A chunk without ok rows gets no `.npy`/metadata, one
- * without failed rows no errors file.
+ * without failed rows no errors file. With `npyBuffer`, the `.npy` files' bytes are built in
+ * the buffers it gives (see `NpyBufferPool`); without, in memory of their own.
  */
-export async function chunkFiles(chunk: EmbeddingTable, firstLine: number, layout: ChunkLayout): Promise<ChunkFile[]> {
+export async function chunkFiles(chunk: EmbeddingTable, firstLine: number, layout: ChunkLayout, npyBuffer?: NpyBuffer): Promise<ChunkFile[]> {
   checkLines(chunk, firstLine, layout.splitIndex);
   const table = chunk.withRowIndex(Number(rowId(layout.splitIndex, firstLine)));
   const wanted: Modality[] = [...(table.hasImage ? (['image'] as const) : []), ...(table.hasText ? (['text'] as const) : [])];
@@ -58,7 +89,7 @@ export async function chunkFiles(chunk: EmbeddingTable, firstLine: number, layou
   const files = [file('part', table.numRows, writeParquet(table.table))];
   const ok = okRowIndexes(table, wanted);
   if (layout.npy && ok.length > 0) {
-    for (const m of wanted) files.push(file(m === 'image' ? 'npy-image' : 'npy-text', ok.length, npyBytes(table, m, ok)));
+    for (const m of wanted) files.push(file(m === 'image' ? 'npy-image' : 'npy-text', ok.length, npyBytes(table, m, ok, npyBuffer)));
     files.push(file('metadata', ok.length, writeParquet(metadataTable(table, ok))));
   }
   const failed = table.numRows - okCount(table);
@@ -111,22 +142,22 @@ function okRowIndexes(table: EmbeddingTable, wanted: readonly Modality[]): numbe
   return out;
 }
 
-/** A `.npy` file (header + little-endian rows) of the given rows' embeddings. */
-function npyBytes(table: EmbeddingTable, modality: Modality, rows: readonly number[]): Buffer {
+/**
+ * A `.npy` file (header + little-endian rows) of the given rows' (ascending) embeddings, copying
+ * each run of consecutive rows at once, into `buffer`'s memory when given.
+ */
+function npyBytes(table: EmbeddingTable, modality: Modality, rows: readonly number[], buffer: NpyBuffer | undefined): Uint8Array {
   const all = table.embeddings(modality);
-  const d = table.dims;
-  const picked = rows.length === table.numRows ? all : gather(all, rows, d);
-  const body = Buffer.from(picked.buffer, picked.byteOffset, picked.byteLength);
-  return Buffer.concat([npyHeader([rows.length, d], table.dtype === 'float16' ? '<f2' : '<f4'), body]);
-}
-
-/** The given rows (ascending) of a row-major array, copying each run of consecutive rows at once. */
-function gather(values: Float32Array | Uint16Array, rows: readonly number[], d: number): Float32Array | Uint16Array {
-  const out = values instanceof Uint16Array ? new Uint16Array(rows.length * d) : new Float32Array(rows.length * d);
+  const values = new Uint8Array(all.buffer, all.byteOffset, all.byteLength);
+  const rowBytes = table.dims * all.BYTES_PER_ELEMENT;
+  const header = npyHeader([rows.length, table.dims], table.dtype === 'float16' ? '<f2' : '<f4');
+  const size = header.length + rows.length * rowBytes;
+  const out = buffer?.(size) ?? new Uint8Array(size);
+  out.set(header, 0);
   for (let j = 0; j < rows.length; ) {
     let k = j + 1;
     while (k < rows.length && rows[k] === rows[k - 1]! + 1) k++;
-    out.set(values.subarray(rows[j]! * d, (rows[k - 1]! + 1) * d), j * d);
+    out.set(values.subarray(rows[j]! * rowBytes, (rows[k - 1]! + 1) * rowBytes), header.length + j * rowBytes);
     j = k;
   }
   return out;

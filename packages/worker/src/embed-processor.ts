@@ -17,6 +17,7 @@ import { hashForReuse } from './hash-for-reuse.js';
 import { parseBatch, type ParseBatchOptions, type ParsedBatch } from './parse-batch.js';
 import type { ReuseLookup } from './reuse-index.js';
 import { commitShard, readShardMarker, type ShardMarker, type StageTimings } from './shard-commit.js';
+import { NpyBufferPool } from './chunk-files.js';
 import { ShardWriter } from './shard-writer.js';
 import { createBatchTokenizer, type TextGroup } from './tokenize-batch.js';
 
@@ -74,6 +75,12 @@ interface PreparedBatch extends Omit<ParsedBatch, 'images'> {
  */
 const maxBatchBytes = 16 * 1024 * 1024;
 
+/** A split's reused row-major vector buffers, one per tower it has, sized for its largest batch. */
+interface BatchVectors {
+  readonly text: Float32Array | undefined;
+  readonly image: Float32Array | undefined;
+}
+
 /** Rows and failures of a split so far. */
 interface SplitCounts {
   rows: number;
@@ -105,6 +112,8 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
   const parseOptions: ParseBatchOptions = { kind: settings.kind, maxLineBytes: settings.maxLineBytes, decodeImages: deps.reuse !== undefined };
   // Two batch buffers: one batch prepares while the previous one is in inference.
   const decodeImages = deps.images === undefined ? undefined : createImageDecoder(deps.images, new PixelBatchBuffers(settings.batchSize, pixelsPerImage, 2));
+  // The splits in flight build their chunks' `.npy` files in one pool of buffers.
+  const npyBuffers = new NpyBufferPool();
   const tokenizeBatch =
     tokenizer === undefined ? undefined : createBatchTokenizer({ tokenizer, textEncoder: deps.textEncoder ?? inlineEncoder(tokenizer), padTo, batchSize: settings.batchSize });
 
@@ -127,12 +136,22 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
 
     const timings: Record<keyof StageTimings, number> = { read: 0, decode: 0, tokenize: 0, infer: 0, write: 0 };
     const attempt = randomUUID();
+    const maxBatchRows = settings.batchSize * windowBatches;
     const shard = new ShardWriter(deps.output, {
       splitIndex,
       attempt,
+      batchRows: maxBatchRows,
+      npyBuffers,
       table: { dims, outDtype: settings.outDtype, hasText: tokenizer !== undefined, hasImage: preprocess !== undefined },
     });
     const counts: SplitCounts = { rows: 0, ok: 0, reused: 0, failedByReason: {} };
+    // A batch's vectors, laid out row by row, are copied into the shard before the next batch's
+    // inference starts, so each split reuses one buffer per tower instead of allocating a batch's
+    // worth of memory per batch (garbage that a long run keeps collecting).
+    const vectors: BatchVectors = {
+      text: tokenizer !== undefined ? new Float32Array(maxBatchRows * dims) : undefined,
+      image: preprocess !== undefined ? new Float32Array(maxBatchRows * dims) : undefined,
+    };
     const splitRange = { index: split.index, key, etag: input.etag, start: split.start, end: split.end, objectSize: input.size };
     const groups = readSplitLineGroups(store, splitRange, { maxLineBytes: settings.maxLineBytes })[Symbol.asyncIterator]();
     /** Lines read but not yet in a batch: a chunk's lines can end one batch and start the next. */
@@ -170,7 +189,7 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
       batch.length = 0;
       if (inflight !== undefined) await inflight;
       const inferBefore = timings.infer;
-      const inferred = infer(prepared, timings);
+      const inferred = infer(prepared, vectors, timings);
       void inferred.then(prepared.releasePixels, prepared.releasePixels);
       inflight = inferred.then(async (embedded) => {
         await shard.append({ splitIndex, source: input.uri, ...embedded });
@@ -225,8 +244,11 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
     return { lineIndex, offset, text, errors, textSha256, imageSha256, reusedText, reusedImage, textGroups, imageRows: decoded.rows, pixels: decoded.pixels, releasePixels: decoded.release };
   }
 
-  /** Runs both towers for a batch and lays the vectors out row by row, as the table builder takes them. */
-  async function infer(batch: PreparedBatch, timings: Record<keyof StageTimings, number>) {
+  /**
+   * Runs both towers for a batch and lays the vectors out row by row in `vectors` (zeroed first),
+   * as the table builder takes them; they stay valid until the next batch of the split is inferred.
+   */
+  async function infer(batch: PreparedBatch, vectors: BatchVectors, timings: Record<keyof StageTimings, number>) {
     const t0 = performance.now();
     const n = batch.lineIndex.length;
     const imageCalls: Promise<Float32Array>[] = [];
@@ -243,12 +265,16 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
     const imageOuts = outs.slice(textCalls.length);
     // Only model calls count: a batch served wholly by --reuse spends no inference time.
     if (outs.length > 0) timings.infer += performance.now() - t0;
-    const textEmbedding = new Float32Array(n * dims);
-    batch.textGroups.forEach((g, k) => scatter(textOuts[k] as Float32Array, g.rows, textEmbedding));
-    const imageEmbedding = new Float32Array(n * dims);
-    imageOuts.forEach((out, k) => scatter(out, batch.imageRows.slice(k * settings.batchSize, (k + 1) * settings.batchSize), imageEmbedding));
-    for (const [r, v] of batch.reusedText) textEmbedding.set(v, r * dims);
-    for (const [r, v] of batch.reusedImage) imageEmbedding.set(v, r * dims);
+    const textEmbedding = vectors.text?.subarray(0, n * dims).fill(0);
+    const imageEmbedding = vectors.image?.subarray(0, n * dims).fill(0);
+    if (textEmbedding !== undefined) {
+      batch.textGroups.forEach((g, k) => scatter(textOuts[k] as Float32Array, g.rows, textEmbedding));
+      for (const [r, v] of batch.reusedText) textEmbedding.set(v, r * dims);
+    }
+    if (imageEmbedding !== undefined) {
+      imageOuts.forEach((out, k) => scatter(out, batch.imageRows.slice(k * settings.batchSize, (k + 1) * settings.batchSize), imageEmbedding));
+      for (const [r, v] of batch.reusedImage) imageEmbedding.set(v, r * dims);
+    }
     return {
       textSha256: batch.textSha256,
       imageSha256: batch.imageSha256,
@@ -256,8 +282,8 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
       offset: batch.offset,
       text: batch.text,
       errors: batch.errors,
-      ...(tokenizer !== undefined ? { textEmbedding } : {}),
-      ...(preprocess !== undefined ? { imageEmbedding } : {}),
+      ...(textEmbedding !== undefined ? { textEmbedding } : {}),
+      ...(imageEmbedding !== undefined ? { imageEmbedding } : {}),
     };
   }
 

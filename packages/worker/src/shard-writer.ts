@@ -2,7 +2,7 @@ import { CommitError, VecmillError } from '@vecmill/shared/errors';
 import { EmbeddingTable, EmbeddingTableBuilder, type EmbeddedBatch, type EmbeddingTableOptions } from '@vecmill/shared/formats/embedding-table';
 import { MAX_SPLITS, outputKeys, readPlan, splitNameWidth } from '@vecmill/shared/run-plan';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
-import { chunkFiles, type ChunkLayout } from './chunk-files.js';
+import { chunkFiles, NpyBufferPool, type ChunkLayout } from './chunk-files.js';
 import type { StagedFile } from './shard-commit.js';
 
 /** How large one chunk of a split may grow before its files are built and staged. */
@@ -12,16 +12,19 @@ export interface ShardChunkOptions {
   /**
    * Approximate in-memory bytes of a chunk (embeddings, hashes, strings), checked after each
    * batch. Default 4 MiB: about 1,340 rows of one 768-dim float32 tower, 1,000 of two 512-dim
-   * ones. Every split in flight holds a chunk being filled (in buffers grown by doubling, so up
-   * to twice the cap) plus, while it is encoded and uploaded, about three more copies of its
-   * size; Parquet encoding runs in 32-bit WebAssembly, whose memory never shrinks and grows to
-   * five to seven chunks (the merger reads and rewrites each chunk), and it blocks the
-   * event loop. Measured on 78k captions with a 768-dim tower: peak RSS 480 MiB at 16 MiB
-   * chunks (115 MiB of it WebAssembly), 411 at 8, 324 at 4 (28 MiB WebAssembly), 317 at 2; a
-   * second split in flight adds about 16 MiB at 4 MiB. Four times the parts of 16 MiB is the cost.
+   * ones. Every split in flight holds a chunk being filled (in buffers sized once for the cap plus
+   * one batch) plus, while it is encoded and uploaded, about three more copies of its size (two
+   * reused `.npy` buffers among them); Parquet encoding runs in 32-bit WebAssembly, whose memory
+   * never shrinks and grows to about five chunks, and it blocks the event loop. Measured on 78k
+   * captions with a 768-dim tower: peak RSS 480 MiB at 16 MiB chunks (115 MiB of it WebAssembly),
+   * 411 at 8, 324 at 4 (28 MiB WebAssembly), 317 at 2; a second split in flight adds about 16 MiB
+   * at 4 MiB. Four times the parts of 16 MiB is the cost.
    */
   readonly maxBytes?: number;
 }
+
+/** The longest `.npy` header `npyHeader` writes (version 1, padded to 64 bytes). */
+const NPY_HEADER_BYTES = 128;
 
 /** Chunks close at whichever bound comes first; a split's memory never depends on its rows. */
 export const DEFAULT_SHARD_CHUNK_OPTIONS: Required<ShardChunkOptions> = {
@@ -36,6 +39,14 @@ export interface ShardWriterOptions {
   readonly attempt: string;
   readonly table: Omit<EmbeddingTableOptions, 'expectedRows'>;
   readonly chunk?: ShardChunkOptions;
+  /**
+   * The most rows one `append` takes (the embed processor's batch): with it, the builder is sized
+   * once for a full chunk (the rows under the byte cap plus one batch) instead of growing by
+   * doubling, which both overshoots and leaves the smaller buffers behind as garbage.
+   */
+  readonly batchRows?: number;
+  /** Where chunks build their `.npy` files: shared by the splits of a run (the embed processor's); a pool of its own when absent. */
+  readonly npyBuffers?: NpyBufferPool;
 }
 
 /**
@@ -51,6 +62,9 @@ export class ShardWriter {
   private readonly maxRows: number;
   private readonly maxBytes: number;
   private readonly done: StagedFile[] = [];
+  private readonly npyBuffers: NpyBufferPool;
+  /** The `.npy` bytes of a full chunk: every buffer taken is this large, so any buffer given back fits any later chunk. */
+  private readonly npyChunkBytes: number;
   private upload: Promise<void> | undefined;
   private layout: Promise<Omit<ChunkLayout, 'chunkIndex'>> | undefined;
   private chunks = 0;
@@ -67,7 +81,11 @@ export class ShardWriter {
     }
     this.maxRows = maxRows;
     this.maxBytes = maxBytes;
-    this.builder = new EmbeddingTableBuilder({ ...options.table, expectedRows: Math.min(maxRows, 1024) });
+    const underCap = Math.ceil(maxBytes / EmbeddingTableBuilder.minRowBytes(options.table)) - 1;
+    const expectedRows = options.batchRows === undefined ? 1024 : underCap + options.batchRows;
+    this.builder = new EmbeddingTableBuilder({ ...options.table, expectedRows: Math.min(maxRows, expectedRows) });
+    this.npyBuffers = options.npyBuffers ?? new NpyBufferPool();
+    this.npyChunkBytes = NPY_HEADER_BYTES + Math.min(maxRows, expectedRows) * options.table.dims * (options.table.outDtype === 'float16' ? 2 : 4);
   }
 
   /** Milliseconds spent building chunk files and waiting for their uploads: the split's write stage. */
@@ -109,13 +127,20 @@ export class ShardWriter {
     const t0 = performance.now();
     const layout = { ...(await this.chunkLayout()), chunkIndex: this.chunks++ };
     const table = new EmbeddingTable(this.builder.build());
-    const files = await chunkFiles(table, this.lines, layout);
+    const taken: Uint8Array[] = [];
+    const files = await chunkFiles(table, this.lines, layout, (bytes) => {
+      const buffer = this.npyBuffers.take(Math.max(bytes, this.npyChunkBytes));
+      taken.push(buffer);
+      return buffer.subarray(0, bytes);
+    });
     this.lines += table.numRows;
     this.builder.reset();
     const staged = files.map((f) => ({ ...f, staged: outputKeys.staged(this.options.splitIndex, this.options.attempt, f.key) }));
     for (const { bytes, ...f } of staged) this.done.push({ ...f, bytes: bytes.byteLength });
     await this.upload;
-    this.upload = Promise.all(staged.map((f) => this.store.put(f.staged, f.bytes))).then(() => undefined);
+    // The `.npy` buffers go back once every upload of the chunk is done; after a failure some may
+    // still be read by the others, so they are left to the garbage collector.
+    this.upload = Promise.all(staged.map((f) => this.store.put(f.staged, f.bytes))).then(() => this.npyBuffers.give(taken));
     // Marked handled here; `finish` or the next flush awaits it and rethrows its failure.
     this.upload.catch(() => undefined);
     this.elapsed += performance.now() - t0;

@@ -324,9 +324,18 @@ export class EmbeddingTableBuilder {
     this.imageColumn = options.hasImage ? new EmbeddingColumnBuffer(options.dims, options.outDtype, capacity) : undefined;
     this.textHashes = options.hasText ? new HashColumnBuffer(capacity) : undefined;
     this.imageHashes = options.hasImage ? new HashColumnBuffer(capacity) : undefined;
-    const towers = (options.hasText ? 1 : 0) + (options.hasImage ? 1 : 0);
+    this.fixedRowBytes = EmbeddingTableBuilder.minRowBytes(options);
+  }
+
+  /**
+   * The bytes `byteLength` counts for a row at the least (one without text or error): so a chunk
+   * that closes at a byte cap never holds more than `cap / minRowBytes` rows plus its last batch,
+   * which is how `ShardWriter` sizes its builder once instead of growing it.
+   */
+  static minRowBytes(shape: EmbeddingTableShape): number {
+    const towers = (shape.hasText ? 1 : 0) + (shape.hasImage ? 1 : 0);
     // row_index, split/line index, source id, offset, status, then per tower a vector and a hash.
-    this.fixedRowBytes = 8 + 4 + 4 + 4 + 8 + 1 + towers * (options.dims * (options.outDtype === 'float16' ? 2 : 4) + 32);
+    return 8 + 4 + 4 + 4 + 8 + 1 + towers * (shape.dims * (shape.outDtype === 'float16' ? 2 : 4) + 32);
   }
 
   /** Rows appended so far. */
