@@ -86,14 +86,21 @@ export async function chunkFiles(chunk: EmbeddingTable, firstLine: number, layou
     bytes,
     sha256: createHash('sha256').update(bytes).digest('hex'),
   });
-  const files = [file('part', table.numRows, writeParquet(table.table))];
+  const files: ChunkFile[] = [];
+  // Each file is built and hashed in a turn of its own (a Parquet encode of a full chunk is tens
+  // of ms), so a worker's event loop renews its BullMQ locks between them.
+  const add = async (role: FileRole, rows: number, build: () => Uint8Array): Promise<void> => {
+    files.push(file(role, rows, build()));
+    await setImmediate();
+  };
+  await add('part', table.numRows, () => writeParquet(table.table));
   const ok = okRowIndexes(table, wanted);
   if (layout.npy && ok.length > 0) {
-    for (const m of wanted) files.push(file(m === 'image' ? 'npy-image' : 'npy-text', ok.length, npyBytes(table, m, ok, npyBuffer)));
-    files.push(file('metadata', ok.length, writeParquet(metadataTable(table, ok))));
+    for (const m of wanted) await add(m === 'image' ? 'npy-image' : 'npy-text', ok.length, () => npyBytes(table, m, ok, npyBuffer));
+    await add('metadata', ok.length, () => writeParquet(metadataTable(table, ok)));
   }
   const failed = table.numRows - okCount(table);
-  if (failed > 0) files.push(file('errors', failed, writeParquet(errorTable(table))));
+  if (failed > 0) await add('errors', failed, () => writeParquet(errorTable(table)));
   if (layout.tsv) {
     for (const m of wanted) {
       // Formatting floats as text is the slowest step: a few rows at a time, yielding between
