@@ -35,6 +35,11 @@ import { makeTempDir } from '../support/tmp.js';
 interface Faults {
   /** Wraps the real embedder. */
   readonly embedder?: (inner: Embedder) => Embedder;
+  /**
+   * Called just before the n-th batch of images (0-based) goes to the pool, with the pool's threads
+   * so far. Anything it starts synchronously (a `terminate()`) has taken effect when the batch is sent.
+   */
+  readonly beforeBatch?: (n: number, threads: readonly Worker[]) => void;
   /** Called as soon as the n-th batch of images (0-based) is with the pool, with the pool's threads so far and a way to replace the pool. */
   readonly duringBatch?: (n: number, pool: PreprocessPool, threads: readonly Worker[], replacePool: () => void) => Promise<void> | void;
 }
@@ -81,10 +86,12 @@ describe('a failure of ours fails the attempt, never a row', { timeout: 180_000 
     const preprocessor: ImagePreprocessor = {
       spec: pool.spec,
       preprocessBatch: async (fields, base64, out) => {
+        const n = batches++;
+        faults.beforeBatch?.(n, threads);
         const done = pool.preprocessBatch(fields, base64, out);
         // Handled at once: the fault may make it reject before it is returned.
         done.catch(() => undefined);
-        await faults.duringBatch?.(batches++, pool, threads, replacePool);
+        await faults.duringBatch?.(n, pool, threads, replacePool);
         return done;
       },
       close: async () => undefined,
@@ -129,9 +136,12 @@ describe('a failure of ours fails the attempt, never a row', { timeout: 180_000 
 
   it('a preprocessing thread terminated mid-split: the attempt is retried on a replacement thread', async () => {
     const out = join(dir, 'thread-killed');
+    // The thread is told to stop before the batch is sent, so it can never answer its share of the
+    // batch (a worker runs no more JavaScript once terminate() is called); terminating it after the
+    // batch was sent raced the thread, which could reply first and leave nothing to fail.
     const run = await wiredRun(out, {
-      duringBatch: async (n, _pool, threads) => {
-        if (n === 2) await threads[0]!.terminate();
+      beforeBatch: (n, threads) => {
+        if (n === 2) void threads[0]!.terminate();
       },
     });
     await assertRetriedAndClean(out, run, /preprocessing thread exited/);
