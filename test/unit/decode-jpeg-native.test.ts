@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
@@ -12,6 +12,7 @@ import { decodeJpegWasm, jpegScaleEighths } from '@vecmill/worker/model/decode-j
 import { decodeImage, defaultDecodeOptions, readImageHeader } from '@vecmill/worker/model/image-decode';
 import { parsePreprocessSpec, preprocessImage } from '@vecmill/worker/model/image-preprocess';
 import { fixturesSkipReason, projectRoot, sharedFixturesDir } from '../support/fixtures.js';
+import { makeTempDir } from '../support/tmp.js';
 
 const python = '/usr/bin/python3';
 const hasPillow = spawnSync(python, ['-c', 'import PIL'], { stdio: 'ignore' }).status === 0;
@@ -46,13 +47,15 @@ print(json.dumps(out))
 
 const skipPillow = addonSkip || fixturesSkipReason() || (hasPillow ? false : 'skipped: /usr/bin/python3 has no PIL');
 
-test('the native decoder gives exactly Pillow\'s pixels on the real photos', { skip: skipPillow }, async () => {
+test('the native decoder gives exactly Pillow\'s pixels on the real photos, CMYK included', { skip: skipPillow }, async () => {
   const photos = await fixtureJpegs();
   const pillow = pillowDigests(photos.map((p) => p.path));
   let plain = 0;
+  let cmyk = 0;
   for (const [i, { name, bytes }] of photos.entries()) {
     const header = readNativeJpegHeader(bytes, defaultDecodeOptions.maxPixels);
-    if (header?.plainJpeg !== true) continue;
+    // Pillow does not apply EXIF orientation, so only upright photos compare.
+    if (header === undefined || header.orientation !== 1) continue;
     const image = decodeJpegNative(bytes, header, 8);
     if (image === undefined) {
       assert.equal(pillow[i], null, `${name} decodes in Pillow but not natively`);
@@ -60,12 +63,14 @@ test('the native decoder gives exactly Pillow\'s pixels on the real photos', { s
     }
     const digest = `${image.width}:${image.height}:${createHash('sha256').update(image.data).digest('hex')}`;
     assert.equal(digest, pillow[i], `${name}: pixels differ from Pillow's`);
-    plain++;
+    if (header.cmyk === true) cmyk++;
+    else plain++;
   }
   assert.ok(plain >= 15, `only ${plain} plain JPEGs among the fixtures`);
+  assert.equal(cmyk, 1, 'the CMYK photo was compared');
 });
 
-test('the native header agrees with sharp\'s and leaves CMYK and damaged JPEGs to sharp', { skip: addonSkip || fixturesSkipReason() }, async () => {
+test('the native header agrees with sharp\'s and leaves damaged JPEGs to sharp', { skip: addonSkip || fixturesSkipReason() }, async () => {
   let read = 0;
   for (const { name, bytes } of await fixtureJpegs()) {
     const native = readNativeJpegHeader(bytes, defaultDecodeOptions.maxPixels);
@@ -81,9 +86,7 @@ test('the native header agrees with sharp\'s and leaves CMYK and damaged JPEGs t
   }
   assert.ok(read >= 16, `only ${read} JPEGs among the fixtures read natively`);
   const dir = join(sharedFixturesDir()!, 'images');
-  for (const name of ['coffee_cmyk.jpg', 'truncated.jpg']) {
-    assert.equal(readNativeJpegHeader(await readFile(join(dir, name)), defaultDecodeOptions.maxPixels), undefined, name);
-  }
+  assert.equal(readNativeJpegHeader(await readFile(join(dir, 'truncated.jpg')), defaultDecodeOptions.maxPixels), undefined, 'truncated.jpg');
   const astronaut = await readFile(join(dir, 'astronaut.jpg'));
   assert.equal(readNativeJpegHeader(astronaut, 512 * 512 - 1), undefined, 'over maxPixels goes to sharp, which refuses it');
 });
@@ -192,4 +195,70 @@ process.stdout.write('done');
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout, 'done');
   assert.equal(r.stderr, '', 'libjpeg printed to stderr');
+});
+
+/** `jpeg` with an APP1 Exif segment holding only IFD0's Orientation tag, inserted after SOI. */
+function withExifOrientation(jpeg: Buffer, orientation: number): Buffer {
+  const tiff = Buffer.alloc(26);
+  tiff.write('II', 0, 'latin1');
+  tiff.writeUInt16LE(42, 2);
+  tiff.writeUInt32LE(8, 4);
+  tiff.writeUInt16LE(1, 8);
+  tiff.writeUInt16LE(0x0112, 10);
+  tiff.writeUInt16LE(3, 12);
+  tiff.writeUInt32LE(1, 14);
+  tiff.writeUInt16LE(orientation, 18);
+  const payload = Buffer.concat([Buffer.from('Exif\0\0', 'latin1'), tiff]);
+  const marker = Buffer.from([0xff, 0xe1, (payload.length + 2) >> 8, (payload.length + 2) & 0xff]);
+  return Buffer.concat([jpeg.subarray(0, 2), marker, payload, jpeg.subarray(2)]);
+}
+
+/** `jpeg` without its Adobe APP14 segment(s). */
+function withoutAdobeMarker(jpeg: Buffer): Buffer {
+  const parts = [jpeg.subarray(0, 2)];
+  let at = 2;
+  while (at + 4 <= jpeg.length && jpeg[at] === 0xff && jpeg[at + 1] !== 0xda) {
+    const end = at + 2 + jpeg.readUInt16BE(at + 2);
+    if (jpeg[at + 1] !== 0xee) parts.push(jpeg.subarray(at, end));
+    at = end;
+  }
+  parts.push(jpeg.subarray(at));
+  return Buffer.concat(parts);
+}
+
+test('CMYK JPEGs convert exactly as Pillow converts them, with or without the native decoder', { skip: hasPillow ? false : 'skipped: /usr/bin/python3 has no PIL' }, async () => {
+  const { dir, cleanup } = await makeTempDir('cmyk-');
+  try {
+    const width = 61;
+    const height = 37;
+    const raw = Buffer.alloc(width * height * 3);
+    for (let i = 0; i < raw.length; i++) raw[i] = (i * 2654435761) >>> 24;
+    const cmyk = await sharp(raw, { raw: { width, height, channels: 3 } }).toColourspace('cmyk').jpeg({ quality: 90 }).toBuffer();
+    const path = join(dir, 'cmyk.jpg');
+    await writeFile(path, cmyk);
+    const [pillow] = pillowDigests([path]);
+    const digest = (image: { width: number; height: number; data: Uint8Array }): string => `${image.width}:${image.height}:${createHash('sha256').update(image.data).digest('hex')}`;
+    const viaSharp = await decodeImage(cmyk, await readImageHeader(cmyk, sharpOnly), sharpOnly);
+    assert.equal(digest(viaSharp), pillow, 'sharp path: pixels differ from Pillow\'s');
+    if (addonSkip !== false) return;
+    const header = readNativeJpegHeader(cmyk, defaultDecodeOptions.maxPixels);
+    assert.deepEqual(header, { format: 'jpeg', width, height, cmyk: true, orientation: 1 }, 'CMYK is read natively, and is never plain');
+    const native = decodeJpegNative(cmyk, header, 8);
+    assert.ok(native !== undefined);
+    assert.equal(digest(native), pillow, 'native: pixels differ from Pillow\'s');
+
+    // Turned upright natively exactly as sharp turns it.
+    const sideways = withExifOrientation(cmyk, 6);
+    const sidewaysHeader = readNativeJpegHeader(sideways, defaultDecodeOptions.maxPixels);
+    assert.deepEqual(sidewaysHeader, { format: 'jpeg', width: height, height: width, cmyk: true, orientation: 6 });
+    const nativeUpright = decodeJpegNative(sideways, sidewaysHeader, 8);
+    const sharpUpright = await decodeImage(sideways, await readImageHeader(sideways, sharpOnly), sharpOnly);
+    assert.ok(nativeUpright !== undefined);
+    assert.equal(digest(nativeUpright), digest(sharpUpright), 'EXIF-rotated CMYK: native and sharp differ');
+
+    // Without the Adobe marker Pillow would still invert the samples: the native decoder declines it.
+    assert.equal(readNativeJpegHeader(withoutAdobeMarker(cmyk), defaultDecodeOptions.maxPixels), undefined);
+  } finally {
+    await cleanup();
+  }
 });

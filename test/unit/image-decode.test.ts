@@ -1,5 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { crc32, deflateSync } from 'node:zlib';
 import sharp, { type Sharp } from 'sharp';
 import { RowError, type RowErrorReason } from '@vecmill/shared/errors';
@@ -11,6 +13,8 @@ import {
   type DecodeOptions,
   type RgbImage,
 } from '@vecmill/worker/model/image-decode';
+
+const hasPillow = spawnSync('/usr/bin/python3', ['-c', 'import PIL'], { stdio: 'ignore' }).status === 0;
 
 /** A solid-colour image encoded by sharp. */
 function solid(width: number, height: number, background: string | { r: number; g: number; b: number; alpha: number }, channels: 3 | 4 = 3): Sharp {
@@ -182,6 +186,17 @@ test('colour models are converted the way PIL convert("RGB") sees them', async (
   assert.equal((await sharp(cmyk).metadata()).space, 'cmyk');
   const fromCmyk = pixel(await decode(cmyk), 1, 1);
   assert.ok(fromCmyk[0]! > 200 && fromCmyk[1]! < 60 && fromCmyk[2]! < 60, `CMYK red came back as ${String(fromCmyk)}`);
+});
+
+test('a CMYK TIFF converts exactly as Pillow converts it', { skip: hasPillow ? false : 'skipped: /usr/bin/python3 has no PIL' }, async () => {
+  const tiff = await noise(61, 37).toColourspace('cmyk').tiff().toBuffer();
+  const header = await readImageHeader(tiff, defaultDecodeOptions);
+  assert.equal(header.cmyk, true);
+  const image = await decodeImage(tiff, header, defaultDecodeOptions);
+  const script = 'import hashlib, sys\nfrom PIL import Image\nim = Image.open(sys.stdin.buffer)\nprint(im.mode, hashlib.sha256(im.convert("RGB").tobytes()).hexdigest())';
+  const pillow = spawnSync('/usr/bin/python3', ['-c', script], { input: tiff, encoding: 'utf8' });
+  assert.equal(pillow.status, 0, pillow.stderr);
+  assert.equal(pillow.stdout.trim(), `CMYK ${createHash('sha256').update(image.data).digest('hex')}`);
 });
 
 test('animated images contribute their first frame only', async () => {

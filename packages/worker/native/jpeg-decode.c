@@ -5,13 +5,21 @@
  * pixels are Pillow's by construction. Built by packages/worker/native/build.mjs; optional: without
  * it vecmill decodes with sharp. Two functions, both synchronous and allocation-free on the JS side:
  *
- *   header(bytes: Uint8Array, out: Int32Array(6)) -> boolean
- *     out = [width, height, components, jpeg_color_space, data_precision, exif_orientation]
- *     (orientation 0 when there is no EXIF, -1 when the EXIF does not parse).
+ *   header(bytes: Uint8Array, out: Int32Array(7)) -> boolean
+ *     out = [width, height, components, jpeg_color_space, data_precision, exif_orientation,
+ *     adobe] (orientation 0 when there is no EXIF, -1 when the EXIF does not parse; adobe 1 when
+ *     the file has an Adobe APP14 marker).
  *   decode(bytes: Uint8Array, eighths: number, dest: Uint8Array, orientation: 1..8) -> boolean
  *     8-bit RGB at eighths/8 of the size, rows packed, into dest (exactly width*height*3 bytes),
  *     turned upright for an EXIF orientation other than 1 (a pure permutation of the pixels, as
  *     sharp's autoOrient does).
+ *
+ * Greyscale and YCbCr JPEGs decode to RGB inside libjpeg. Adobe CMYK and YCCK JPEGs decode to CMYK
+ * and are converted the way Pillow's `convert("RGB")` converts them: Pillow reads every CMYK JPEG
+ * with the inverted "CMYK;I" raw mode (Adobe's convention) and then applies its naive cmyk2rgb
+ * (Convert.c), R = (255 - K) - (C * (255 - K)) / 255 in its MULDIV255 rounding, so these pixels are
+ * Pillow's too. CMYK without the Adobe marker is declined (Pillow would invert it all the same,
+ * which turns such a file into its negative).
  *
  * Either returns false, having printed nothing, on any libjpeg error or warning (corrupt or
  * truncated data, unsupported precision): the caller then leaves the image to sharp, which decides
@@ -122,8 +130,8 @@ static napi_value header(napi_env env, napi_callback_info info) {
   void *outPtr;
   napi_value ab;
   size_t offset;
-  if (napi_get_typedarray_info(env, argv[1], &type, &outLength, &outPtr, &ab, &offset) != napi_ok || type != napi_int32_array || outLength < 6)
-    return type_error(env, "header(bytes: Uint8Array, out: Int32Array(6))");
+  if (napi_get_typedarray_info(env, argv[1], &type, &outLength, &outPtr, &ab, &offset) != napi_ok || type != napi_int32_array || outLength < 7)
+    return type_error(env, "header(bytes: Uint8Array, out: Int32Array(7))");
   int32_t *out = outPtr;
   if (srcLength == 0) return js_bool(env, 0);
 
@@ -144,6 +152,7 @@ static napi_value header(napi_env env, napi_callback_info info) {
   out[3] = (int32_t)cinfo.jpeg_color_space;
   out[4] = cinfo.data_precision;
   out[5] = exif_orientation(&cinfo);
+  out[6] = cinfo.saw_Adobe_marker ? 1 : 0;
   jpeg_destroy_decompress(&cinfo);
   return js_bool(env, 1);
 }
@@ -164,6 +173,21 @@ static void orient_row(int orientation, ptrdiff_t width, ptrdiff_t height, ptrdi
     case 8: *start = ((width - 1) * up + sy) * 3; *step = -up * 3; break;
     default: *start = sy * width * 3; *step = 3; break;
   }
+}
+
+/* Pillow's MULDIV255(a, b): a * b / 255, rounded its way. */
+static inline int muldiv255(int a, int b) {
+  int t = a * b + 128;
+  return ((t >> 8) + t) >> 8;
+}
+
+/* One pixel of Pillow's "CMYK;I" unpacking (255 - each sample) then cmyk2rgb. */
+static inline void cmyk_inverted_to_rgb(const JSAMPLE *from, unsigned char *to) {
+  int nk = from[3];
+  int r = nk - muldiv255(255 - from[0], nk), g = nk - muldiv255(255 - from[1], nk), b = nk - muldiv255(255 - from[2], nk);
+  to[0] = (unsigned char)(r < 0 ? 0 : r > 255 ? 255 : r);
+  to[1] = (unsigned char)(g < 0 ? 0 : g > 255 ? 255 : g);
+  to[2] = (unsigned char)(b < 0 ? 0 : b > 255 ? 255 : b);
 }
 
 static napi_value decode(napi_env env, napi_callback_info info) {
@@ -189,21 +213,22 @@ static napi_value decode(napi_env env, napi_callback_info info) {
   jpeg_create_decompress(&cinfo);
   jpeg_mem_src(&cinfo, src, (unsigned long)srcLength);
   jpeg_read_header(&cinfo, TRUE);
-  if (cinfo.jpeg_color_space != JCS_YCbCr && cinfo.jpeg_color_space != JCS_GRAYSCALE) {
+  int cmyk = (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) && cinfo.saw_Adobe_marker;
+  if (cinfo.jpeg_color_space != JCS_YCbCr && cinfo.jpeg_color_space != JCS_GRAYSCALE && !cmyk) {
     jpeg_destroy_decompress(&cinfo);
     return js_bool(env, 0);
   }
-  cinfo.out_color_space = JCS_RGB;
+  cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
   cinfo.scale_num = (unsigned)eighths;
   cinfo.scale_denom = 8;
   jpeg_calc_output_dimensions(&cinfo);
   size_t stride = (size_t)cinfo.output_width * 3;
-  if (cinfo.output_components != 3 || stride * cinfo.output_height != destLength) {
+  if (cinfo.output_components != (cmyk ? 4 : 3) || stride * cinfo.output_height != destLength) {
     jpeg_destroy_decompress(&cinfo);
     return js_bool(env, 0);
   }
   jpeg_start_decompress(&cinfo);
-  if (orientation == 1) {
+  if (orientation == 1 && !cmyk) {
     JSAMPROW rows[16];
     while (cinfo.output_scanline < cinfo.output_height) {
       JDIMENSION n = cinfo.output_height - cinfo.output_scanline;
@@ -212,8 +237,8 @@ static napi_value decode(napi_env env, napi_callback_info info) {
       jpeg_read_scanlines(&cinfo, rows, n);
     }
   } else {
-    /* One row at a time through a row of libjpeg's own pool (freed with the decompressor), then scattered. */
-    JSAMPARRAY row = (*cinfo.mem->alloc_sarray)((j_common_ptr)&cinfo, JPOOL_IMAGE, (JDIMENSION)stride, 1);
+    /* One row at a time through a row of libjpeg's own pool (freed with the decompressor), then converted and scattered. */
+    JSAMPARRAY row = (*cinfo.mem->alloc_sarray)((j_common_ptr)&cinfo, JPOOL_IMAGE, (JDIMENSION)(cinfo.output_width * cinfo.output_components), 1);
     ptrdiff_t width = cinfo.output_width, height = cinfo.output_height;
     while (cinfo.output_scanline < cinfo.output_height) {
       ptrdiff_t sy = cinfo.output_scanline, start, step;
@@ -221,10 +246,14 @@ static napi_value decode(napi_env env, napi_callback_info info) {
       orient_row(orientation, width, height, sy, &start, &step);
       unsigned char *to = dest + start;
       const JSAMPLE *from = row[0];
-      for (ptrdiff_t sx = 0; sx < width; sx++, from += 3, to += step) {
-        to[0] = from[0];
-        to[1] = from[1];
-        to[2] = from[2];
+      if (cmyk) {
+        for (ptrdiff_t sx = 0; sx < width; sx++, from += 4, to += step) cmyk_inverted_to_rgb(from, to);
+      } else {
+        for (ptrdiff_t sx = 0; sx < width; sx++, from += 3, to += step) {
+          to[0] = from[0];
+          to[1] = from[1];
+          to[2] = from[2];
+        }
       }
     }
   }

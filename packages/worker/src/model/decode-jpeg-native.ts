@@ -11,15 +11,17 @@ import { resizeSourceBuffer } from './resize-bicubic.js';
  * warning, and the image then goes to sharp, which reports it as before.
  */
 interface JpegAddon {
-  /** Fills `out` with width, height, components, libjpeg colour space, precision, EXIF orientation (0 absent, -1 malformed). */
+  /** Fills `out` with width, height, components, libjpeg colour space, precision, EXIF orientation (0 absent, -1 malformed), Adobe marker (1 present). */
   header(bytes: Uint8Array, out: Int32Array): boolean;
   /** Decodes at `eighths / 8` of the size into `dest` (exactly the scaled width x height x 3 bytes), turned upright for `orientation`. */
   decode(bytes: Uint8Array, eighths: number, dest: Uint8Array, orientation: number): boolean;
 }
 
-/** libjpeg's J_COLOR_SPACE values for the plain cases. */
+/** libjpeg's J_COLOR_SPACE values for the cases the addon decodes. */
 const JCS_GRAYSCALE = 1;
 const JCS_YCBCR = 3;
+const JCS_CMYK = 4;
+const JCS_YCCK = 5;
 
 function load(): { addon: JpegAddon | undefined; why: string } {
   try {
@@ -31,7 +33,7 @@ function load(): { addon: JpegAddon | undefined; why: string } {
 }
 
 const loaded = load();
-const fields = new Int32Array(6);
+const fields = new Int32Array(7);
 
 /**
  * Which decoder plain JPEGs go to, for startup logs: the native libjpeg-turbo addon, or sharp and
@@ -53,17 +55,19 @@ export interface NativeJpegHeader extends ImageHeader {
 }
 
 /**
- * The header of an 8-bit greyscale or YCbCr JPEG within `maxPixels`, read natively without a sharp
- * call; `plainJpeg` when it has no EXIF rotation. Undefined for anything else (CMYK, 12-bit, an
- * EXIF block that does not parse, a header libjpeg warns about or rejects): `readImageHeader`
- * (sharp) then reads it and names any error, exactly as without this decoder.
+ * The header of an 8-bit greyscale, YCbCr or Adobe CMYK/YCCK JPEG within `maxPixels`, read natively
+ * without a sharp call; `plainJpeg` when it is not CMYK and has no EXIF rotation. Undefined for anything else
+ * (CMYK without the Adobe marker, 12-bit, an EXIF block that does not parse, a header libjpeg warns
+ * about or rejects): `readImageHeader` (sharp) then reads it and names any error, exactly as
+ * without this decoder.
  */
 export function readNativeJpegHeader(bytes: Uint8Array, maxPixels: number): NativeJpegHeader | undefined {
   const addon = loaded.addon;
   if (addon === undefined || bytes.length < 3 || bytes[0] !== 0xff || bytes[1] !== 0xd8 || bytes[2] !== 0xff) return undefined;
   if (!addon.header(bytes, fields)) return undefined;
-  const [width, height, components, space, precision, exifOrientation] = fields as unknown as [number, number, number, number, number, number];
-  const colour = (components === 3 && space === JCS_YCBCR) || (components === 1 && space === JCS_GRAYSCALE);
+  const [width, height, components, space, precision, exifOrientation, adobe] = fields as unknown as [number, number, number, number, number, number, number];
+  const colour =
+    (components === 3 && space === JCS_YCBCR) || (components === 1 && space === JCS_GRAYSCALE) || (components === 4 && (space === JCS_CMYK || space === JCS_YCCK) && adobe === 1);
   if (precision !== 8 || !colour || exifOrientation < 0 || width * height > maxPixels) return undefined;
   const orientation = Math.max(1, exifOrientation);
   const sideways = orientation >= 5;
@@ -71,7 +75,9 @@ export function readNativeJpegHeader(bytes: Uint8Array, maxPixels: number): Nati
     format: 'jpeg',
     width: sideways ? height : width,
     height: sideways ? width : height,
-    ...(orientation === 1 ? { plainJpeg: true } : {}),
+    // CMYK is never plain: under fastDecode it keeps sharp's shrink-on-load, as without the addon.
+    ...(orientation === 1 && components !== 4 ? { plainJpeg: true } : {}),
+    ...(components === 4 ? { cmyk: true } : {}),
     orientation,
   };
 }

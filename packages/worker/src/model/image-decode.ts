@@ -1,5 +1,6 @@
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import { RowError } from '@vecmill/shared/errors';
+import { cmykToRgb } from './cmyk-to-rgb.js';
 import { decodeJpegWasm, jpegScaleEighths } from './decode-jpeg-wasm.js';
 
 /** Raster formats vecmill decodes: the ones sharp's prebuilt libvips reads from a buffer. */
@@ -64,6 +65,8 @@ export interface ImageHeader {
    * reduced DCT scale (any eighth, where sharp shrinks by halves only).
    */
   readonly plainJpeg?: boolean;
+  /** A CMYK image: decoded as CMYK and converted to RGB the way Pillow converts it (`cmykToRgb`). */
+  readonly cmyk?: boolean;
 }
 
 /** A width and height in pixels. */
@@ -175,7 +178,13 @@ export async function readImageHeader(bytes: Buffer, options: DecodeOptions): Pr
   if (width * height > options.maxPixels) throw tooManyPixels(width, height, options.maxPixels);
   const plainJpeg =
     format === 'jpeg' && (metadata.space === 'srgb' || metadata.space === 'b-w') && metadata.depth === 'uchar' && (metadata.orientation ?? 1) === 1;
-  return { format: format as RasterFormat, width: metadata.autoOrient.width, height: metadata.autoOrient.height, ...(plainJpeg ? { plainJpeg } : {}) };
+  return {
+    format: format as RasterFormat,
+    width: metadata.autoOrient.width,
+    height: metadata.autoOrient.height,
+    ...(plainJpeg ? { plainJpeg } : {}),
+    ...(metadata.space === 'cmyk' ? { cmyk: true } : {}),
+  };
 }
 
 /**
@@ -196,7 +205,7 @@ function fastDecodeSize(header: ImageHeader, target: PixelSize): PixelSize | und
 /**
  * Decodes the first frame of an image (header already validated by `readImageHeader`) into 8-bit
  * RGB the way Hugging Face's `convert_rgb` sees it: EXIF orientation applied, greyscale and
- * palette expanded to three channels, CMYK converted through sRGB, 16-bit reduced to 8-bit,
+ * palette expanded to three channels, CMYK converted as Pillow converts it, 16-bit reduced to 8-bit,
  * alpha dropped without compositing (PIL's `convert('RGB')`). Embedded ICC profiles are
  * ignored because PIL ignores them, and CLIP was trained and evaluated that way.
  *
@@ -229,12 +238,15 @@ export async function decodeImage(bytes: Buffer, header: ImageHeader, options: D
   }
   let decoded: { data: Buffer; info: OutputInfo };
   try {
-    decoded = await pipeline.removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    // A CMYK pipeline end to end: libvips hands over the file's samples, with no ICC transform.
+    const converted = header.cmyk === true ? pipeline.pipelineColourspace('cmyk').toColourspace('cmyk') : pipeline.removeAlpha().toColourspace('srgb');
+    decoded = await converted.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   } catch (err) {
     if (/pixel limit/i.test(firstLine(err))) throw tooManyPixels(header.width, header.height, options.maxPixels);
     throw new RowError('corrupt_image', `${header.format} image data is corrupt or truncated: ${firstLine(err)}`, { cause: err });
   }
   const { data, info } = decoded;
+  if (header.cmyk === true && info.channels >= 4) return { data: cmykToRgb(data, info.width * info.height, info.channels), width: info.width, height: info.height };
   if (info.channels !== 3) throw new Error(`sharp returned ${info.channels} channels for a ${header.format} image after RGB conversion`);
   return { data, width: info.width, height: info.height };
 }
