@@ -11,6 +11,7 @@ import { decodeJpegNative, jpegDecoderDescription, nativeJpegAvailable, readNati
 import { decodeJpegWasm, jpegScaleEighths } from '@vecmill/worker/model/decode-jpeg-wasm';
 import { decodeImage, defaultDecodeOptions, readImageHeader } from '@vecmill/worker/model/image-decode';
 import { parsePreprocessSpec, preprocessImage } from '@vecmill/worker/model/image-preprocess';
+import { resizeSourceBuffer, type PixelWindow } from '@vecmill/worker/model/resize-bicubic';
 import { fixturesSkipReason, projectRoot, sharedFixturesDir } from '../support/fixtures.js';
 import { makeTempDir } from '../support/tmp.js';
 
@@ -261,4 +262,81 @@ test('CMYK JPEGs convert exactly as Pillow converts them, with or without the na
   } finally {
     await cleanup();
   }
+});
+
+/** Rows [top, top + height) x columns [left, left + width) of a packed RGB image, as one buffer. */
+function regionBytes(image: { data: Uint8Array; width: number }, r: PixelWindow): Buffer {
+  const rows: Buffer[] = [];
+  for (let y = r.top; y < r.top + r.height; y++) rows.push(Buffer.from(image.data.subarray((y * image.width + r.left) * 3, (y * image.width + r.left + r.width) * 3)));
+  return Buffer.concat(rows);
+}
+
+test('a region decode gives exactly the whole decode\'s pixels inside the region', { skip: addonSkip }, async () => {
+  const width = 333;
+  const height = 251;
+  const raw = Buffer.alloc(width * height * 3);
+  for (let i = 0; i < raw.length; i++) raw[i] = ((i * 2654435761) >>> 24) ^ ((i / 3 / width) & 0xff);
+  const source = sharp(raw, { raw: { width, height, channels: 3 } });
+  const jpegs: [string, Buffer][] = [
+    ['4:2:0', await source.clone().jpeg({ quality: 85 }).toBuffer()],
+    ['4:4:4', await source.clone().jpeg({ quality: 85, chromaSubsampling: '4:4:4' }).toBuffer()],
+    ['progressive', await source.clone().jpeg({ quality: 85, progressive: true }).toBuffer()],
+    ['grey', await source.clone().greyscale().jpeg({ quality: 85 }).toBuffer()],
+    ['cmyk', await source.clone().toColourspace('cmyk').jpeg({ quality: 85 }).toBuffer()],
+  ];
+  if (fixturesSkipReason() === false) {
+    for (const { name, bytes } of await fixtureJpegs()) if (!/truncated|cut_in_half|exif/.test(name)) jpegs.push([name, bytes]);
+  }
+  let compared = 0;
+  for (const [name, bytes] of jpegs) {
+    const header = readNativeJpegHeader(bytes, defaultDecodeOptions.maxPixels);
+    assert.ok(header !== undefined && header.orientation === 1, name);
+    for (const eighths of [8, 5, 3]) {
+      const whole = decodeJpegNative(bytes, header, eighths);
+      assert.ok(whole !== undefined, `${name} at ${eighths}/8`);
+      const full = { data: Uint8Array.from(whole.data), width: whole.width, height: whole.height };
+      const { width: w, height: h } = full;
+      // Centered bands as a crop reads them, a corner, a single pixel at the far edge, everything.
+      const regions: PixelWindow[] = [
+        { left: Math.floor(w / 5), top: 0, width: Math.max(1, Math.floor((3 * w) / 5)), height: h },
+        { left: 0, top: Math.floor(h / 4), width: w, height: Math.max(1, Math.floor(h / 2)) },
+        { left: 1, top: 2, width: Math.max(1, Math.floor(w / 3)), height: Math.max(1, Math.floor(h / 3)) },
+        { left: w - 1, top: h - 1, width: 1, height: 1 },
+        { left: 0, top: 0, width: w, height: h },
+      ];
+      for (const region of regions) {
+        // Fill kernel memory with a marker first, so pixels the region decode did not write cannot pass for decoded ones.
+        resizeSourceBuffer(w * h * 3)!.fill(0xa5);
+        const part = decodeJpegNative(bytes, header, eighths, region);
+        assert.ok(part !== undefined, `${name} at ${eighths}/8, region ${JSON.stringify(region)}`);
+        assert.ok(regionBytes(part, region).equals(regionBytes(full, region)), `${name} at ${eighths}/8, region ${JSON.stringify(region)}: pixels differ`);
+        if (name === '4:2:0' && eighths === 8 && region.height === h && region.width < w) {
+          assert.deepEqual([...part.data.subarray(0, 3)], [0xa5, 0xa5, 0xa5], 'columns far left of the region are not decoded');
+        }
+        if (name === '4:2:0' && eighths === 8 && region.width === w && region.height < h) {
+          assert.deepEqual([...part.data.subarray(0, 3)], [0xa5, 0xa5, 0xa5], 'rows far above the region are not decoded');
+        }
+        compared++;
+      }
+    }
+  }
+  assert.ok(compared >= 75, `only ${compared} regions compared`);
+});
+
+test('a region decode still refuses a JPEG damaged outside the region', { skip: addonSkip }, async () => {
+  const width = 320;
+  const height = 480;
+  const raw = Buffer.alloc(width * height * 3);
+  for (let i = 0; i < raw.length; i++) raw[i] = (i * 2654435761) >>> 24;
+  const jpeg = await sharp(raw, { raw: { width, height, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+  const header = readNativeJpegHeader(jpeg, defaultDecodeOptions.maxPixels)!;
+  const top = { left: 0, top: 0, width, height: 100 };
+  assert.ok(decodeJpegNative(jpeg, header, 8, top) !== undefined, 'the whole file decodes with a region');
+  const cut = jpeg.subarray(0, Math.floor(jpeg.length * 0.8));
+  assert.equal(decodeJpegNative(cut, header, 8), undefined, 'the cut file is refused whole');
+  assert.equal(decodeJpegNative(cut, header, 8, top), undefined, 'and refused with a region that ends far above the cut');
+  const scrambled = Buffer.from(jpeg);
+  for (let i = Math.floor(jpeg.length * 0.15); i < jpeg.length * 0.25; i += 7) scrambled[i] = 0xff;
+  assert.equal(decodeJpegNative(scrambled, header, 8), undefined, 'data damaged near the top is refused whole');
+  assert.equal(decodeJpegNative(scrambled, header, 8, { left: 0, top: 380, width, height: 100 }), undefined, 'and refused with a region below the damage');
 });

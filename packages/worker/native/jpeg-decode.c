@@ -9,10 +9,17 @@
  *     out = [width, height, components, jpeg_color_space, data_precision, exif_orientation,
  *     adobe] (orientation 0 when there is no EXIF, -1 when the EXIF does not parse; adobe 1 when
  *     the file has an Adobe APP14 marker).
- *   decode(bytes: Uint8Array, eighths: number, dest: Uint8Array, orientation: 1..8) -> boolean
+ *   decode(bytes: Uint8Array, eighths: number, dest: Uint8Array, orientation: 1..8,
+ *          region?: Int32Array(4)) -> boolean
  *     8-bit RGB at eighths/8 of the size, rows packed, into dest (exactly width*height*3 bytes),
  *     turned upright for an EXIF orientation other than 1 (a pure permutation of the pixels, as
- *     sharp's autoOrient does).
+ *     sharp's autoOrient does). With `region` = [left, top, width, height] (orientation 1 only),
+ *     only the pixels inside it are promised: libjpeg-turbo's jpeg_crop_scanline and
+ *     jpeg_skip_scanlines leave out the columns and rows a center crop never reads (no IDCT,
+ *     upsampling or colour conversion for them; the entropy data is still all decoded, so a
+ *     damaged file is refused exactly as by a whole decode). The decoded area is widened by a
+ *     margin of two iMCUs on each side, so the edge handling of fancy upsampling at a crop edge
+ *     never reaches a promised pixel: those are bit-identical to a whole decode.
  *
  * Greyscale and YCbCr JPEGs decode to RGB inside libjpeg. Adobe CMYK and YCCK JPEGs decode to CMYK
  * and are converted the way Pillow's `convert("RGB")` converts them: Pillow reads every CMYK JPEG
@@ -175,6 +182,48 @@ static void orient_row(int orientation, ptrdiff_t width, ptrdiff_t height, ptrdi
   }
 }
 
+/* Reads an optional Int32Array(4) region; only orientation 1 takes one. */
+static int region_of(napi_env env, napi_value value, int orientation, const int32_t **region) {
+  napi_valuetype kind;
+  if (napi_typeof(env, value, &kind) != napi_ok) return 0;
+  if (kind == napi_undefined) return 1;
+  napi_typedarray_type type;
+  size_t length, offset;
+  void *data;
+  napi_value buffer;
+  if (orientation != 1 || napi_get_typedarray_info(env, value, &type, &length, &data, &buffer, &offset) != napi_ok || type != napi_int32_array || length != 4) return 0;
+  const int32_t *r = data;
+  if (r[0] < 0 || r[1] < 0 || r[2] < 1 || r[3] < 1) return 0;
+  *region = r;
+  return 1;
+}
+
+/*
+ * Limits the decode to `region` (output pixels) widened by two iMCUs on each side: columns through
+ * jpeg_crop_scanline (which widens them further, to iMCU boundaries), rows above it skipped. Sets
+ * the first column and count of what libjpeg will output, and the row after the last one to read.
+ */
+static void crop(j_decompress_ptr cinfo, const int32_t *region, JDIMENSION *firstColumn, JDIMENSION *columns, JDIMENSION *endRow) {
+  long marginX = 2L * cinfo->max_h_samp_factor * cinfo->min_DCT_scaled_size;
+  long marginY = 2L * cinfo->max_v_samp_factor * cinfo->min_DCT_scaled_size;
+  long width = cinfo->output_width, height = cinfo->output_height;
+  long left = region[0] - marginX, right = (long)region[0] + region[2] + marginX;
+  long top = region[1] - marginY, bottom = (long)region[1] + region[3] + marginY;
+  if (left < 0) left = 0;
+  if (right > width) right = width;
+  if (top < 0) top = 0;
+  if (bottom > height) bottom = height;
+  if (left >= right || top >= bottom) return;
+  if (left > 0 || right < width) {
+    JDIMENSION x = (JDIMENSION)left, w = (JDIMENSION)(right - left);
+    jpeg_crop_scanline(cinfo, &x, &w);
+    *firstColumn = x;
+    *columns = w;
+  }
+  *endRow = (JDIMENSION)bottom;
+  if (top > 0) jpeg_skip_scanlines(cinfo, (JDIMENSION)top);
+}
+
 /* Pillow's MULDIV255(a, b): a * b / 255, rounded its way. */
 static inline int muldiv255(int a, int b) {
   int t = a * b + 128;
@@ -191,16 +240,17 @@ static inline void cmyk_inverted_to_rgb(const JSAMPLE *from, unsigned char *to) 
 }
 
 static napi_value decode(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   unsigned char *src, *dest;
   size_t srcLength, destLength;
   int32_t eighths, orientation;
+  const int32_t *region = NULL;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc < 4 || !bytes_of(env, argv[0], &src, &srcLength) || napi_get_value_int32(env, argv[1], &eighths) != napi_ok ||
       !bytes_of(env, argv[2], &dest, &destLength) || napi_get_value_int32(env, argv[3], &orientation) != napi_ok || eighths < 1 || eighths > 8 ||
-      orientation < 1 || orientation > 8)
-    return type_error(env, "decode(bytes: Uint8Array, eighths: 1..8, dest: Uint8Array, orientation: 1..8)");
+      orientation < 1 || orientation > 8 || (argc >= 5 && !region_of(env, argv[4], orientation, &region)))
+    return type_error(env, "decode(bytes: Uint8Array, eighths: 1..8, dest: Uint8Array, orientation: 1..8, region?: Int32Array(4) with orientation 1)");
   if (srcLength == 0) return js_bool(env, 0);
 
   struct jpeg_decompress_struct cinfo;
@@ -228,13 +278,33 @@ static napi_value decode(napi_env env, napi_callback_info info) {
     return js_bool(env, 0);
   }
   jpeg_start_decompress(&cinfo);
-  if (orientation == 1 && !cmyk) {
+  JDIMENSION outHeight = cinfo.output_height, endRow = outHeight, firstColumn = 0, columns = cinfo.output_width;
+  if (region != NULL) crop(&cinfo, region, &firstColumn, &columns, &endRow);
+  if (orientation == 1) {
+    /* Rows are read straight into place (RGB), or through one row of libjpeg's pool and converted (CMYK). */
+    JSAMPARRAY cmykRow = cmyk ? (*cinfo.mem->alloc_sarray)((j_common_ptr)&cinfo, JPOOL_IMAGE, columns * 4, 1) : NULL;
     JSAMPROW rows[16];
-    while (cinfo.output_scanline < cinfo.output_height) {
-      JDIMENSION n = cinfo.output_height - cinfo.output_scanline;
+    while (cinfo.output_scanline < endRow) {
+      unsigned char *at = dest + (size_t)cinfo.output_scanline * stride + (size_t)firstColumn * 3;
+      if (cmyk) {
+        jpeg_read_scanlines(&cinfo, cmykRow, 1);
+        const JSAMPLE *from = cmykRow[0];
+        for (JDIMENSION x = 0; x < columns; x++, from += 4, at += 3) cmyk_inverted_to_rgb(from, at);
+        continue;
+      }
+      JDIMENSION n = endRow - cinfo.output_scanline;
       if (n > 16) n = 16;
-      for (JDIMENSION i = 0; i < n; i++) rows[i] = dest + (size_t)(cinfo.output_scanline + i) * stride;
+      for (JDIMENSION i = 0; i < n; i++) rows[i] = at + (size_t)i * stride;
       jpeg_read_scanlines(&cinfo, rows, n);
+    }
+    /*
+     * The rows below the region are skipped, not abandoned, and the last one is read: a skip to the
+     * very end would not decode the entropy data, so damage there would go unreported.
+     */
+    if (cinfo.output_scanline < outHeight) {
+      if (outHeight - cinfo.output_scanline > 1) jpeg_skip_scanlines(&cinfo, outHeight - cinfo.output_scanline - 1);
+      JSAMPARRAY last = (*cinfo.mem->alloc_sarray)((j_common_ptr)&cinfo, JPOOL_IMAGE, columns * (JDIMENSION)cinfo.output_components, 1);
+      jpeg_read_scanlines(&cinfo, last, 1);
     }
   } else {
     /* One row at a time through a row of libjpeg's own pool (freed with the decompressor), then converted and scattered. */

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import type { ImageHeader, RgbImage } from './image-decode.js';
-import { resizeSourceBuffer } from './resize-bicubic.js';
+import { resizeSourceBuffer, type PixelWindow } from './resize-bicubic.js';
 
 /**
  * The optional native addon built from packages/worker/native/jpeg-decode.c by the root `build`
@@ -13,8 +13,12 @@ import { resizeSourceBuffer } from './resize-bicubic.js';
 interface JpegAddon {
   /** Fills `out` with width, height, components, libjpeg colour space, precision, EXIF orientation (0 absent, -1 malformed), Adobe marker (1 present). */
   header(bytes: Uint8Array, out: Int32Array): boolean;
-  /** Decodes at `eighths / 8` of the size into `dest` (exactly the scaled width x height x 3 bytes), turned upright for `orientation`. */
-  decode(bytes: Uint8Array, eighths: number, dest: Uint8Array, orientation: number): boolean;
+  /**
+   * Decodes at `eighths / 8` of the size into `dest` (exactly the scaled width x height x 3 bytes),
+   * turned upright for `orientation`; with `region` ([left, top, width, height], orientation 1
+   * only), only the pixels inside it are written as a whole decode would write them.
+   */
+  decode(bytes: Uint8Array, eighths: number, dest: Uint8Array, orientation: number, region?: Int32Array): boolean;
 }
 
 /** libjpeg's J_COLOR_SPACE values for the cases the addon decodes. */
@@ -34,6 +38,7 @@ function load(): { addon: JpegAddon | undefined; why: string } {
 
 const loaded = load();
 const fields = new Int32Array(7);
+const regionFields = new Int32Array(4);
 
 /**
  * Which decoder plain JPEGs go to, for startup logs: the native libjpeg-turbo addon, or sharp and
@@ -85,17 +90,28 @@ export function readNativeJpegHeader(bytes: Uint8Array, maxPixels: number): Nati
 /**
  * Decodes a JPEG (its header from `readNativeJpegHeader`) at `eighths / 8` of its size, upright,
  * straight into this thread's resize-kernel memory, where `resizeBicubic` reads it without a copy.
+ * `region` (upright JPEGs only; in pixels of the decoded size) names the only pixels the caller
+ * will read, as a center crop's resize does: the columns and rows outside it, less a margin, are
+ * not decoded (their bytes in the result are left as they were), which saves a fifth to a half of
+ * the decode on photos whose aspect ratio is not the crop's.
  * The pixels are valid only until the next decode or resize on this thread, so the caller resizes
  * them before any await. Returns undefined, never throws, when the addon is absent, the image does
  * not fit the kernels' memory, or libjpeg reports anything (damaged or truncated data): sharp then
  * decodes it, or names the row's error.
  */
-export function decodeJpegNative(bytes: Uint8Array, header: NativeJpegHeader, eighths: number): RgbImage | undefined {
+export function decodeJpegNative(bytes: Uint8Array, header: NativeJpegHeader, eighths: number, region?: PixelWindow): RgbImage | undefined {
   const addon = loaded.addon;
   if (addon === undefined) return undefined;
   const width = Math.ceil((header.width * eighths) / 8);
   const height = Math.ceil((header.height * eighths) / 8);
   const dest = resizeSourceBuffer(width * height * 3);
-  if (dest === undefined || !addon.decode(bytes, eighths, dest, header.orientation)) return undefined;
-  return { data: dest, width, height };
+  if (dest === undefined) return undefined;
+  let decoded: boolean;
+  if (region !== undefined && header.orientation === 1) {
+    regionFields.set([region.left, region.top, region.width, region.height]);
+    decoded = addon.decode(bytes, eighths, dest, 1, regionFields);
+  } else {
+    decoded = addon.decode(bytes, eighths, dest, header.orientation);
+  }
+  return decoded ? { data: dest, width, height } : undefined;
 }

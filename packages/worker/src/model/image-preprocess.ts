@@ -2,7 +2,7 @@ import { decodeJpegNative, readNativeJpegHeader } from './decode-jpeg-native.js'
 import { jpegScaleEighths } from './decode-jpeg-wasm.js';
 import { decodeImage, readImageHeader, type DecodeOptions, type PixelSize, type RgbImage } from './image-decode.js';
 import { resizedSize, type PreprocessSpec } from './preprocess-spec.js';
-import { resizeBicubicTransient, type PixelWindow } from './resize-bicubic.js';
+import { resizeBicubicTransient, resizeSourceWindow, type PixelWindow } from './resize-bicubic.js';
 
 /** The whole preprocessing API (spec, options, entry points) is importable from this one module. */
 export { parsePreprocessSpec, type PreprocessSpec } from './preprocess-spec.js';
@@ -93,10 +93,16 @@ export async function preprocessImageInto(bytes: Buffer, spec: PreprocessSpec, o
   if (jpeg !== undefined && (jpeg.plainJpeg === true || !options.fastDecode)) {
     const eighths = options.fastDecode && target !== undefined ? jpegScaleEighths(header.width, header.height, target) : 8;
     // Decoded into the resize kernels' memory: resized before any await, as decodeJpegNative requires.
-    const native = decodeJpegNative(bytes, jpeg, eighths);
+    const native = decodeJpegNative(bytes, jpeg, eighths, target === undefined ? undefined : readRegion(header, eighths, target, spec));
     if (native !== undefined) return resizeInto(native, target, spec, out, offset);
   }
   resizeInto(await decodeImage(bytes, header, options, target), target, spec, out, offset);
+}
+
+/** The pixels of a JPEG decoded at `eighths / 8` of `header`'s size that its resize to `target` and center crop read. */
+function readRegion(header: PixelSize, eighths: number, target: PixelSize, spec: PreprocessSpec): PixelWindow {
+  const { window } = cropPlacement(target, spec.crop ?? target);
+  return resizeSourceWindow(Math.ceil((header.width * eighths) / 8), Math.ceil((header.height * eighths) / 8), target.width, target.height, window);
 }
 
 /** Resize to `target` (none: as decoded), center crop, rescale, normalize, CHW into `out` at `offset`. */

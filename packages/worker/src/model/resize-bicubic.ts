@@ -133,6 +133,23 @@ function resize(src: RgbImage, outWidth: number, outHeight: number, window: Pixe
   return verticalPass(rows, vertical, firstRow, height);
 }
 
+/**
+ * The input pixels `resizeBicubic(src, outWidth, outHeight, window)` reads from a `srcWidth` x
+ * `srcHeight` image: the taps of the window's first and last columns and rows. A decoder that can
+ * leave out the rest (the native JPEG decoder) decodes only this.
+ */
+export function resizeSourceWindow(srcWidth: number, srcHeight: number, outWidth: number, outHeight: number, window: PixelWindow): PixelWindow {
+  const span = (inSize: number, outSize: number, start: number, count: number): [number, number] => {
+    if (outSize === inSize) return [start, count];
+    const { bounds } = axisCoefficients(inSize, outSize, start, count);
+    const first = bounds[0]!;
+    return [first, bounds[(count - 1) * 2]! + bounds[(count - 1) * 2 + 1]! - first];
+  };
+  const [left, width] = span(srcWidth, outWidth, window.left, window.width);
+  const [top, height] = span(srcHeight, outHeight, window.top, window.height);
+  return { left, top, width, height };
+}
+
 /** The few WebAssembly declarations used here (the project's TypeScript libs do not include them). */
 declare const WebAssembly: {
   Memory: new (descriptor: { initial: number }) => WasmMemory;
