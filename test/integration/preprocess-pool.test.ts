@@ -7,7 +7,8 @@ import { RowError } from '@vecmill/shared/errors';
 import { defaultDecodeOptions, parsePreprocessSpec } from '@vecmill/worker/model/image-preprocess';
 import { InlinePreprocessor, type BatchImageResult } from '@vecmill/worker/model/image-preprocessor';
 import { PixelBatchBuffers } from '@vecmill/worker/model/pixel-batch-buffers';
-import { PreprocessPool } from '@vecmill/worker/model/preprocess-pool';
+import { inputBufferBytes, PreprocessPool } from '@vecmill/worker/model/preprocess-pool';
+import sharp from 'sharp';
 import { fixturesSkipReason, sharedFixturesDir } from '../support/fixtures.js';
 
 /**
@@ -85,6 +86,34 @@ describe('PreprocessPool.preprocessBatch', { skip: fixturesSkipReason() }, () =>
     const local = new Float32Array(8 * per);
     await new InlinePreprocessor(spec, defaultDecodeOptions).preprocessBatch(photos, false, local);
     assert.deepEqual(again.subarray(0, photos.length * per), local.subarray(0, photos.length * per));
+  });
+
+  it('reuses its input buffers across batches in flight at once, and sends an image larger than one alone', async () => {
+    // Random noise does not compress: this PNG's base64 is larger than an input buffer.
+    const width = 1300;
+    const height = 1100;
+    const noise = Buffer.alloc(width * height * 3);
+    for (let i = 0; i < noise.length; i++) noise[i] = (i * 2654435761) >>> 24;
+    const large = await sharp(noise, { raw: { width, height, channels: 3 } }).png({ compressionLevel: 0 }).toBuffer();
+    const largeField = Buffer.from(large.toString('base64'));
+    assert.ok(largeField.length > inputBufferBytes, `the large field is ${largeField.length} bytes`);
+    const { fields: base, bad } = batchFields();
+    const fields = [...base.slice(0, 5), largeField, ...base.slice(5)];
+    const shifted = new Map([...bad].map(([i, reason]) => [i >= 5 ? i + 1 : i, reason]));
+    const local = new Float32Array(fields.length * per);
+    assertResults(await new InlinePreprocessor(spec, defaultDecodeOptions).preprocessBatch(fields, true, local), fields, shifted);
+    const buffers = new PixelBatchBuffers(fields.length, per, 3);
+    for (let round = 0; round < 2; round++) {
+      const outs = [buffers.acquire(), buffers.acquire(), buffers.acquire()];
+      const all = await Promise.all(outs.map((out) => pool.preprocessBatch(fields, true, out)));
+      all.forEach((results, b) => {
+        assertResults(results, fields, shifted);
+        for (let i = 0; i < fields.length; i++) {
+          if (!shifted.has(i)) assert.deepEqual(outs[b]!.subarray(i * per, (i + 1) * per), local.subarray(i * per, (i + 1) * per), `round ${round}, batch ${b}, slot ${i}`);
+        }
+      });
+      outs.forEach((out) => buffers.release(out));
+    }
   });
 
   it('refuses a batch tensor that its threads cannot share', async () => {

@@ -85,4 +85,28 @@ describe('decodeBase64Strict on large fields', () => {
     field[field.length - 10] = 0x2a;
     assert.throws(() => decodeBase64Strict(field), (err: unknown) => err instanceof RowError && err.message.includes(`offset ${field.length - 10}`));
   });
+
+  it('decodes into the given buffer when it fits, and into a new one when not, with the same bytes and errors', () => {
+    const image = Buffer.alloc(200_001);
+    for (let i = 0; i < image.length; i++) image[i] = (i * 2654435761) >>> 24;
+    const field = Buffer.from(`data:image/jpeg;base64,${image.toString('base64url')}`);
+    const into = new Uint8Array(new SharedArrayBuffer(300_000));
+    const decoded = decodeBase64Strict(field, into);
+    assert.deepEqual(decoded, image);
+    assert.equal(decoded.buffer, into.buffer, 'decoded in place');
+    const small = new Uint8Array(1000);
+    const fresh = decodeBase64Strict(field, small);
+    assert.deepEqual(fresh, image);
+    assert.notEqual(fresh.buffer, small.buffer);
+    // An early "=" in the first 64 Ki characters and a bad byte in a later piece: the bad byte is named, as for one string.
+    const broken = Buffer.from(field);
+    broken[30] = 0x3d;
+    broken[200_000] = 0x2e;
+    const offset = 200_000 - 'data:image/jpeg;base64,'.length;
+    for (const f of [broken, broken.toString('latin1')]) {
+      assert.throws(() => decodeBase64Strict(f, into), (err: unknown) => err instanceof RowError && err.message.includes(`invalid character "." at offset ${offset}`));
+    }
+    broken[200_000] = field[200_000]!;
+    assert.throws(() => decodeBase64Strict(broken, into), (err: unknown) => err instanceof RowError && err.message.includes(`padding "=" before the end at offset ${30 - 23}`));
+  });
 });

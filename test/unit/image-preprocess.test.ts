@@ -8,7 +8,7 @@ import { ModelError, RowError } from '@vecmill/shared/errors';
 import { defaultDecodeOptions } from '@vecmill/worker/model/image-decode';
 import { preprocessImage, preprocessImageInto } from '@vecmill/worker/model/image-preprocess';
 import { parsePreprocessSpec, resizedSize, type PreprocessSpec } from '@vecmill/worker/model/preprocess-spec';
-import { resizeBicubic } from '@vecmill/worker/model/resize-bicubic';
+import { resizeBicubic, resizeBicubicChw, type PixelWindow } from '@vecmill/worker/model/resize-bicubic';
 import { fixturesSkipReason, sharedFixturesDir } from '../support/fixtures.js';
 
 const clipMean = [0.48145466, 0.4578275, 0.40821073] as const;
@@ -174,6 +174,45 @@ test('resizeBicubic reproduces Pillow bit for bit', () => {
     }
   }
   assert.throws(() => resizeBicubic(five, 2, 1, { left: 1, top: 0, width: 2, height: 1 }), RangeError);
+});
+
+/** The CHW planes `resizeBicubicChw` must write, from `resizeBicubic`'s pixels and the table, element by element. */
+function chwByHand(pixels: { data: Uint8Array; width: number; height: number }, table: Float32Array, width: number, height: number, dx: number, dy: number): Float32Array {
+  const out = new Float32Array(3 * width * height);
+  for (let c = 0; c < 3; c++) out.fill(table[c * 256]!, c * width * height, (c + 1) * width * height);
+  for (let y = 0; y < pixels.height; y++) {
+    for (let x = 0; x < pixels.width; x++) {
+      for (let c = 0; c < 3; c++) out[(c * height + dy + y) * width + dx + x] = table[c * 256 + pixels.data[(y * pixels.width + x) * 3 + c]!]!;
+    }
+  }
+  return out;
+}
+
+test('resizeBicubicChw writes the table\'s float for every resized byte, padded, in WebAssembly and after the JavaScript fallback', () => {
+  const table = new Float32Array(3 * 256);
+  for (let i = 0; i < table.length; i++) table[i] = Math.fround((i % 256) * 0.37 - (i >> 8) * 100 - 1.5);
+  // 25,000 x 1,000 RGB is over the kernels' memory cap, so its resize runs in JavaScript; the others run in WebAssembly.
+  const big = new Uint8Array(25_000 * 1_000 * 3);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 2654435761) >>> 24;
+  const cases: [{ data: Uint8Array; width: number; height: number }, number, number, PixelWindow, number, number, number, number][] = [
+    [{ data: rawPixels(300, 200, pattern), width: 300, height: 200 }, 336, 224, { left: 56, top: 0, width: 224, height: 224 }, 224, 224, 0, 0],
+    [{ data: rawPixels(40, 30, pattern), width: 40, height: 30 }, 40, 30, { left: 0, top: 0, width: 40, height: 30 }, 45, 33, 2, 1],
+    [{ data: rawPixels(37, 51, pattern), width: 37, height: 51 }, 60, 80, { left: 3, top: 5, width: 50, height: 70 }, 57, 70, 7, 0],
+    [{ data: big, width: 25_000, height: 1_000 }, 20_011, 777, { left: 9_000, top: 0, width: 40, height: 777 }, 43, 780, 1, 3],
+  ];
+  for (const [src, outWidth, outHeight, window, width, height, dx, dy] of cases) {
+    const want = chwByHand(resizeBicubic(src, outWidth, outHeight, window), table, width, height, dx, dy);
+    const offset = 5;
+    const out = new Float32Array(new SharedArrayBuffer((want.length + 2 * offset) * 4)).fill(-7);
+    resizeBicubicChw(src, outWidth, outHeight, window, { table, width, height, dx, dy, out, offset });
+    const label = `${src.width}x${src.height} to ${outWidth}x${outHeight}, ${width}x${height} planes`;
+    assert.ok(Buffer.from(out.buffer, offset * 4, want.length * 4).equals(Buffer.from(want.buffer)), `${label}: planes differ`);
+    assert.deepEqual([...out.subarray(0, offset), ...out.subarray(offset + want.length)], new Array(2 * offset).fill(-7), `${label}: wrote outside its slot`);
+  }
+  const [src, outWidth, outHeight, window] = cases[0]!;
+  const out = new Float32Array(3 * 224 * 224);
+  assert.throws(() => resizeBicubicChw(src, outWidth, outHeight, window, { table, width: 224, height: 224, dx: 1, dy: 0, out, offset: 0 }), RangeError);
+  assert.throws(() => resizeBicubicChw(src, outWidth, outHeight, window, { table, width: 224, height: 224, dx: 0, dy: 0, out, offset: 1 }), RangeError);
 });
 
 test('the whole pipeline matches Hugging Face CLIPImageProcessor bit for bit', async () => {

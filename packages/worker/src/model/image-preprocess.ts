@@ -2,7 +2,7 @@ import { decodeJpegNative, readNativeJpegHeader } from './decode-jpeg-native.js'
 import { jpegScaleEighths } from './decode-jpeg-wasm.js';
 import { decodeImage, readImageHeader, type DecodeOptions, type PixelSize, type RgbImage } from './image-decode.js';
 import { resizedSize, type PreprocessSpec } from './preprocess-spec.js';
-import { resizeBicubicTransient, resizeSourceWindow, type PixelWindow } from './resize-bicubic.js';
+import { resizeBicubicChw, resizeSourceWindow, type PixelWindow } from './resize-bicubic.js';
 
 /** The whole preprocessing API (spec, options, entry points) is importable from this one module. */
 export { parsePreprocessSpec, type PreprocessSpec } from './preprocess-spec.js';
@@ -52,24 +52,6 @@ function cropPlacement(resized: { width: number; height: number }, crop: { width
   return { window, dx: x0 - left, dy: y0 - top };
 }
 
-/** Writes interleaved RGB at (dx, dy) of a `width` x `height` CHW float block; pixels not covered are zero before rescaling, as in HF's padding. */
-function writeChw(pixels: RgbImage, dx: number, dy: number, width: number, height: number, table: Float32Array, out: Float32Array, offset: number): void {
-  const plane = width * height;
-  if (pixels.width !== width || pixels.height !== height) {
-    for (let c = 0; c < 3; c++) out.fill(table[c * 256]!, offset + c * plane, offset + (c + 1) * plane);
-  }
-  const src = pixels.data;
-  let p = 0;
-  for (let y = 0; y < pixels.height; y++) {
-    const row = offset + (dy + y) * width + dx;
-    for (let x = 0; x < pixels.width; x++, p += 3) {
-      out[row + x] = table[src[p]!]!;
-      out[row + plane + x] = table[256 + src[p + 1]!]!;
-      out[row + 2 * plane + x] = table[512 + src[p + 2]!]!;
-    }
-  }
-}
-
 /**
  * Writes one image's CHW float32 pixels into `out` at `offset` (floats); throws RowError on a
  * bad image. Follows Hugging Face's CLIPImageProcessor: convert to RGB, bicubic resize exactly
@@ -105,13 +87,15 @@ function readRegion(header: PixelSize, eighths: number, target: PixelSize, spec:
   return resizeSourceWindow(Math.ceil((header.width * eighths) / 8), Math.ceil((header.height * eighths) / 8), target.width, target.height, window);
 }
 
-/** Resize to `target` (none: as decoded), center crop, rescale, normalize, CHW into `out` at `offset`. */
+/**
+ * Resize to `target` (none: as decoded), center crop, rescale, normalize, CHW into `out` at
+ * `offset`: the last three in one WebAssembly pass over `valueTable` (`resizeBicubicChw`).
+ */
 function resizeInto(image: RgbImage, target: PixelSize | undefined, spec: PreprocessSpec, out: Float32Array, offset: number): void {
   const resized = target ?? image;
   const crop = spec.crop ?? resized;
   const { window, dx, dy } = cropPlacement(resized, crop);
-  const pixels = resizeBicubicTransient(image, resized.width, resized.height, window);
-  writeChw(pixels, dx, dy, crop.width, crop.height, valueTable(spec), out, offset);
+  resizeBicubicChw(image, resized.width, resized.height, window, { table: valueTable(spec), width: crop.width, height: crop.height, dx, dy, out, offset });
 }
 
 /** One image as a fresh `3 x outHeight x outWidth` float32 array; see `preprocessImageInto`. */

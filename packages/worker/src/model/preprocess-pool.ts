@@ -10,13 +10,14 @@ export interface PreprocessThreadInit {
 }
 
 /**
- * A run of consecutive images of a batch: their encoded bytes back to back in one transferred
- * buffer (image `k` ends at `ends[k]`), written from slot `firstSlot` on into `out`, the batch
- * tensor over shared memory.
+ * A run of consecutive images of a batch: their encoded bytes back to back at the start of an
+ * input buffer in shared memory (image `k` ends at `ends[k]`), written from slot `firstSlot` on
+ * into `out`, the batch tensor over shared memory. The pool writes that input buffer again only
+ * once this request is answered (or its thread is dead).
  */
 export interface PreprocessRequest {
   readonly id: number;
-  readonly bytes: ArrayBuffer;
+  readonly bytes: SharedArrayBuffer;
   readonly ends: readonly number[];
   /** The bytes are base64 fields to decode (and hash) first. */
   readonly base64: boolean;
@@ -52,7 +53,16 @@ const MAX_RESPAWNS_WITHOUT_REPLY = 3;
 const maxImagesPerMessage = 8;
 
 /** Messages each thread holds at once: while one image waits on sharp's decoder, the thread resizes another. */
-const messagesPerThread = 2;
+export const messagesPerThread = 2;
+
+/**
+ * Size of the input buffers a run's encoded bytes are copied into, reused from message to message
+ * (a fresh buffer per message would be page-faulted in and unmapped again every time), and so the
+ * most bytes a run holds: a run ends before an image that would overflow it. An image larger on
+ * its own goes alone in a buffer of its size, used once. At most `threads x messagesPerThread`
+ * are kept: 4 MiB each, fixed by configuration.
+ */
+export const inputBufferBytes = 4 * 1024 * 1024;
 
 interface ThreadSlot {
   worker: Worker;
@@ -76,6 +86,7 @@ export class PreprocessPool implements ImagePreprocessor {
   private readonly hooks: PreprocessPoolHooks;
   private readonly threads: ThreadSlot[];
   private readonly waiting = new Map<number, { resolve: (r: readonly PreprocessImageReply[]) => void; reject: (e: Error) => void; thread: ThreadSlot }>();
+  private readonly freeInputs: SharedArrayBuffer[] = [];
   private nextId = 0;
   private respawnsWithoutReply = 0;
   private failure: Error | undefined;
@@ -102,7 +113,8 @@ export class PreprocessPool implements ImagePreprocessor {
       Array.from({ length: messagesPerThread }, async () => {
         while (next < fields.length && !failed) {
           const first = next;
-          next = Math.min(fields.length, next + runLength);
+          let bytes = fields[next++]!.length;
+          while (next < fields.length && next - first < runLength && bytes + fields[next]!.length <= inputBufferBytes) bytes += fields[next++]!.length;
           try {
             const images = await this.send(thread, fields.slice(first, next), base64, out, first);
             images.forEach((reply, k) => (results[first + k] = toResult(reply)));
@@ -124,14 +136,18 @@ export class PreprocessPool implements ImagePreprocessor {
     const ends: number[] = [];
     let total = 0;
     for (const f of fields) ends.push((total += f.length));
-    const bytes = new ArrayBuffer(total);
+    const bytes = total <= inputBufferBytes ? (this.freeInputs.pop() ?? new SharedArrayBuffer(inputBufferBytes)) : new SharedArrayBuffer(total);
     const view = new Uint8Array(bytes);
     fields.forEach((f, k) => view.set(f, k === 0 ? 0 : ends[k - 1]));
     const id = this.nextId++;
-    return new Promise((resolve, reject) => {
+    // Settled means answered, or its thread dead, or the pool failed (nothing is sent after that): no thread still reads `bytes`.
+    const giveBack = (): void => {
+      if (bytes.byteLength === inputBufferBytes && this.freeInputs.length < this.threads.length * messagesPerThread) this.freeInputs.push(bytes);
+    };
+    return new Promise<readonly PreprocessImageReply[]>((resolve, reject) => {
       this.waiting.set(id, { resolve, reject, thread });
-      thread.worker.postMessage({ id, bytes, ends, base64, out, firstSlot } satisfies PreprocessRequest, [bytes]);
-    });
+      thread.worker.postMessage({ id, bytes, ends, base64, out, firstSlot } satisfies PreprocessRequest);
+    }).finally(giveBack);
   }
 
 /** Rejects every pending and later image, and stops the threads. */

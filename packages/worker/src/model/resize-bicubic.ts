@@ -103,34 +103,92 @@ function clip8(sum: number): number {
  * than `wasmMemoryLimit` bytes of kernel memory; then the JavaScript passes below do it.
  */
 export function resizeBicubic(src: RgbImage, outWidth: number, outHeight: number, window: PixelWindow): RgbImage {
-  return resize(src, outWidth, outHeight, window, true);
+  const plan = resizePlan(src, outWidth, outHeight, window);
+  const placed = resizeInWasm(src, plan, 0);
+  if (placed === undefined) return resizeInJs(src, plan);
+  const bytes = new Uint8Array(placed.kernels.memory.buffer);
+  return { data: bytes.slice(placed.at, placed.at + window.width * window.height * 3), width: window.width, height: window.height };
+}
+
+/** Where and how `resizeBicubicChw` writes an image's floats. */
+export interface ChwTarget {
+  /** 3 x 256 float32s, channel-major: each byte value's rescaled and normalized float per channel. */
+  readonly table: Float32Array;
+  /** Size of each plane (the crop); the window lands at column `dx`, row `dy` of it. */
+  readonly width: number;
+  readonly height: number;
+  readonly dx: number;
+  readonly dy: number;
+  /** The batch tensor, and where (in floats) this image's three planes start. */
+  readonly out: Float32Array;
+  readonly offset: number;
 }
 
 /**
- * `resizeBicubic` for a caller that reads the result at once (preprocessing writes it into the
- * batch tensor): the result may be a view of kernel memory, valid only until the next decode or
- * resize on this thread, which saves an allocation and a copy per image.
+ * `resizeBicubic`, then rescale, normalize and CHW, written into `target.out`: the window never
+ * leaves kernel memory, the `chw` kernel turns it into three float planes there through
+ * `target.table` (so the floats are the table's bit for bit; planes not covered by the window
+ * hold the table's value for 0, HF's zero padding), and one `set` copies the planes into the
+ * batch tensor, which is not kernel memory (a SharedArrayBuffer the other threads see). The
+ * planes sit after the resize buffers, beyond `wasmMemoryLimit`: their size is the model's input
+ * size, fixed by configuration.
  */
-export function resizeBicubicTransient(src: RgbImage, outWidth: number, outHeight: number, window: PixelWindow): RgbImage {
-  return resize(src, outWidth, outHeight, window, false);
+export function resizeBicubicChw(src: RgbImage, outWidth: number, outHeight: number, window: PixelWindow, target: ChwTarget): void {
+  const { width, height, dx, dy } = target;
+  if (target.table.length !== 3 * 256 || dx < 0 || dy < 0 || dx + window.width > width || dy + window.height > height) {
+    throw new RangeError(`a ${window.width}x${window.height} window cannot land at +${dx}+${dy} of ${width}x${height} planes`);
+  }
+  const floats = 3 * width * height;
+  if (!Number.isInteger(target.offset) || target.offset < 0 || target.offset + floats > target.out.length) {
+    throw new RangeError(`cannot write ${floats} floats at offset ${target.offset} into a buffer of ${target.out.length}`);
+  }
+  const plan = resizePlan(src, outWidth, outHeight, window);
+  const chwBytes = 3 * 256 * 4 + floats * 4;
+  let placed = resizeInWasm(src, plan, chwBytes);
+  if (placed === undefined) {
+    // Too large for the kernels: resized in JavaScript, and the window (the size of a crop) copied in.
+    const pixels = resizeInJs(src, plan);
+    const k = resizeKernels();
+    const at = align(pixels.data.byteLength + slack);
+    reserve(k, at + chwBytes);
+    new Uint8Array(k.memory.buffer).set(pixels.data, 0);
+    placed = { kernels: k, at: 0, end: at };
+  }
+  const { kernels: k, at, end } = placed;
+  const heap = k.memory.buffer;
+  new Float32Array(heap, end, 3 * 256).set(target.table);
+  const planesAt = end + 3 * 256 * 4;
+  k.chw(at, window.width, window.height, end, planesAt, width, height, dx, dy);
+  target.out.set(new Float32Array(heap, planesAt, floats), target.offset);
 }
 
-function resize(src: RgbImage, outWidth: number, outHeight: number, window: PixelWindow, copy: boolean): RgbImage {
+/** What both passes need: each axis's coefficients (undefined: that pass is skipped) and the input rows read. */
+interface ResizePlan {
+  readonly window: PixelWindow;
+  readonly horizontal: AxisCoefficients | undefined;
+  readonly vertical: AxisCoefficients | undefined;
+  readonly firstRow: number;
+  readonly rowCount: number;
+}
+
+function resizePlan(src: RgbImage, outWidth: number, outHeight: number, window: PixelWindow): ResizePlan {
   const { left, top, width, height } = window;
   if (left < 0 || top < 0 || width < 1 || height < 1 || left + width > outWidth || top + height > outHeight) {
     throw new RangeError(`resize window ${width}x${height}+${left}+${top} lies outside ${outWidth}x${outHeight}`);
   }
-  const needVertical = outHeight !== src.height;
-  const vertical = needVertical ? axisCoefficients(src.height, outHeight, top, height) : undefined;
+  const vertical = outHeight === src.height ? undefined : axisCoefficients(src.height, outHeight, top, height);
   const firstRow = vertical === undefined ? top : vertical.bounds[0]!;
   const lastRow = vertical === undefined ? top + height : vertical.bounds[(height - 1) * 2]! + vertical.bounds[(height - 1) * 2 + 1]!;
   const horizontal = outWidth === src.width ? undefined : axisCoefficients(src.width, outWidth, left, width);
+  return { window, horizontal, vertical, firstRow, rowCount: lastRow - firstRow };
+}
 
-  const viaWasm = resizeInWasm(src, horizontal, vertical, left, width, firstRow, lastRow - firstRow, height, copy);
-  if (viaWasm !== undefined) return viaWasm;
-  const rows = horizontalPass(src, horizontal, left, width, firstRow, lastRow - firstRow);
+/** Both passes in JavaScript, into fresh arrays. */
+function resizeInJs(src: RgbImage, plan: ResizePlan): RgbImage {
+  const { window, horizontal, vertical, firstRow, rowCount } = plan;
+  const rows = horizontalPass(src, horizontal, window.left, window.width, firstRow, rowCount);
   if (vertical === undefined) return rows;
-  return verticalPass(rows, vertical, firstRow, height);
+  return verticalPass(rows, vertical, firstRow, window.height);
 }
 
 /**
@@ -166,6 +224,7 @@ interface ResizeKernels {
   readonly memory: WasmMemory;
   readonly horizontal: (src: number, inStride: number, rows: number, bounds: number, weights: number, ksize: number, width: number, dst: number) => void;
   readonly vertical: (src: number, stride: number, height: number, bounds: number, weights: number, ksize: number, dst: number) => void;
+  readonly chw: (src: number, width: number, height: number, table: number, dst: number, outWidth: number, outHeight: number, dx: number, dy: number) => void;
 }
 
 /**
@@ -218,22 +277,15 @@ function reserve(k: ResizeKernels, total: number): void {
 }
 
 /**
- * Both passes in WebAssembly, or undefined when the buffers would exceed `wasmMemoryLimit`; the
- * result is copied out of kernel memory when `copy`, else a view of it. A
- * source from `resizeSourceBuffer` already lies at the start of kernel memory and is read there;
- * any other source has the rows the passes need copied in.
+ * Both passes in WebAssembly, or undefined when the buffers would exceed `wasmMemoryLimit`. The
+ * window's pixels are left in kernel memory at `at`; `end` is the first free (aligned) byte after
+ * them, and `extra` bytes from there are reserved for the caller. A source from
+ * `resizeSourceBuffer` already lies at the start of kernel memory and is read there; any other
+ * source has the rows the passes need copied in.
  */
-function resizeInWasm(
-  src: RgbImage,
-  horizontal: AxisCoefficients | undefined,
-  vertical: AxisCoefficients | undefined,
-  left: number,
-  width: number,
-  firstRow: number,
-  rowCount: number,
-  height: number,
-  copy: boolean,
-): RgbImage | undefined {
+function resizeInWasm(src: RgbImage, plan: ResizePlan, extra: number): { kernels: ResizeKernels; at: number; end: number } | undefined {
+  const { window, horizontal, vertical, firstRow, rowCount } = plan;
+  const { left, width, height } = window;
   const inStride = src.width * 3;
   const stride = width * 3;
   const inPlace = kernels !== undefined && src.data.buffer === kernels.memory.buffer && src.data.byteOffset === 0;
@@ -244,10 +296,10 @@ function resizeInWasm(
   const srcAt = align(vAt + (vertical === undefined ? 0 : vertical.bounds.byteLength + vertical.weights.byteLength));
   const midAt = align(srcAt + (horizontal === undefined || inPlace ? 0 : rowCount * inStride + slack));
   const dstAt = align(midAt + rowCount * stride + slack);
-  const total = dstAt + (vertical === undefined ? 0 : height * stride + slack);
-  if (total > wasmMemoryLimit) return undefined;
+  const end = vertical === undefined ? dstAt : align(dstAt + height * stride + slack);
+  if (end > wasmMemoryLimit) return undefined;
   const k = resizeKernels();
-  reserve(k, total);
+  reserve(k, end + extra);
   const heap = k.memory.buffer;
   const bytes = new Uint8Array(heap);
   if (horizontal === undefined) {
@@ -261,11 +313,10 @@ function resizeInWasm(
     if (!inPlace) bytes.set(src.data.subarray(firstRow * inStride, (firstRow + rowCount) * inStride), srcAt);
     k.horizontal(inPlace ? firstRow * inStride : srcAt, inStride, rowCount, hAt, hAt + horizontal.bounds.byteLength, horizontal.ksize, width, midAt);
   }
-  const result = (from: number, rows: number): RgbImage => ({ data: copy ? bytes.slice(from, from + rows * stride) : bytes.subarray(from, from + rows * stride), width, height: rows });
-  if (vertical === undefined) return result(midAt, rowCount);
+  if (vertical === undefined) return { kernels: k, at: midAt, end };
   placeCoefficients(heap, vAt, vertical, firstRow);
   k.vertical(midAt, stride, height, vAt, vAt + vertical.bounds.byteLength, vertical.ksize, dstAt);
-  return result(dstAt, height);
+  return { kernels: k, at: dstAt, end };
 }
 
 /** Resamples rows `[firstRow, firstRow + rowCount)` horizontally into columns `[left, left + width)`, or copies them when the width is unchanged. */
