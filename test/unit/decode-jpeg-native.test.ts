@@ -13,6 +13,7 @@ import { decodeImage, defaultDecodeOptions, readImageHeader } from '@vecmill/wor
 import { parsePreprocessSpec, preprocessImage } from '@vecmill/worker/model/image-preprocess';
 import { resizeSourceBuffer, type PixelWindow } from '@vecmill/worker/model/resize-bicubic';
 import { fixturesSkipReason, projectRoot, sharedFixturesDir } from '../support/fixtures.js';
+import { withExifOrientation, withoutAdobeMarker } from '../support/jpeg-segments.js';
 import { makeTempDir } from '../support/tmp.js';
 
 const python = '/usr/bin/python3';
@@ -198,35 +199,6 @@ process.stdout.write('done');
   assert.equal(r.stderr, '', 'libjpeg printed to stderr');
 });
 
-/** `jpeg` with an APP1 Exif segment holding only IFD0's Orientation tag, inserted after SOI. */
-function withExifOrientation(jpeg: Buffer, orientation: number): Buffer {
-  const tiff = Buffer.alloc(26);
-  tiff.write('II', 0, 'latin1');
-  tiff.writeUInt16LE(42, 2);
-  tiff.writeUInt32LE(8, 4);
-  tiff.writeUInt16LE(1, 8);
-  tiff.writeUInt16LE(0x0112, 10);
-  tiff.writeUInt16LE(3, 12);
-  tiff.writeUInt32LE(1, 14);
-  tiff.writeUInt16LE(orientation, 18);
-  const payload = Buffer.concat([Buffer.from('Exif\0\0', 'latin1'), tiff]);
-  const marker = Buffer.from([0xff, 0xe1, (payload.length + 2) >> 8, (payload.length + 2) & 0xff]);
-  return Buffer.concat([jpeg.subarray(0, 2), marker, payload, jpeg.subarray(2)]);
-}
-
-/** `jpeg` without its Adobe APP14 segment(s). */
-function withoutAdobeMarker(jpeg: Buffer): Buffer {
-  const parts = [jpeg.subarray(0, 2)];
-  let at = 2;
-  while (at + 4 <= jpeg.length && jpeg[at] === 0xff && jpeg[at + 1] !== 0xda) {
-    const end = at + 2 + jpeg.readUInt16BE(at + 2);
-    if (jpeg[at + 1] !== 0xee) parts.push(jpeg.subarray(at, end));
-    at = end;
-  }
-  parts.push(jpeg.subarray(at));
-  return Buffer.concat(parts);
-}
-
 test('CMYK JPEGs convert exactly as Pillow converts them, with or without the native decoder', { skip: hasPillow ? false : 'skipped: /usr/bin/python3 has no PIL' }, async () => {
   const { dir, cleanup } = await makeTempDir('cmyk-');
   try {
@@ -243,7 +215,7 @@ test('CMYK JPEGs convert exactly as Pillow converts them, with or without the na
     assert.equal(digest(viaSharp), pillow, 'sharp path: pixels differ from Pillow\'s');
     if (addonSkip !== false) return;
     const header = readNativeJpegHeader(cmyk, defaultDecodeOptions.maxPixels);
-    assert.deepEqual(header, { format: 'jpeg', width, height, cmyk: true, orientation: 1 }, 'CMYK is read natively, and is never plain');
+    assert.deepEqual(header, { format: 'jpeg', width, height, plainJpeg: true, cmyk: true, orientation: 1 }, 'Adobe CMYK is read natively');
     const native = decodeJpegNative(cmyk, header, 8);
     assert.ok(native !== undefined);
     assert.equal(digest(native), pillow, 'native: pixels differ from Pillow\'s');

@@ -8,6 +8,7 @@ import { decodeJpegWasm, jpegScaleEighths } from '@vecmill/worker/model/decode-j
 import { decodeImage, defaultDecodeOptions, readImageHeader } from '@vecmill/worker/model/image-decode';
 import { resizeBicubic } from '@vecmill/worker/model/resize-bicubic';
 import { fixturesSkipReason, projectRoot, sharedFixturesDir } from '../support/fixtures.js';
+import { withoutAdobeMarker } from '../support/jpeg-segments.js';
 
 test('the WebAssembly JPEG decoder gives exactly sharp\'s pixels on the real photos', { skip: fixturesSkipReason() }, async () => {
   const dir = join(sharedFixturesDir()!, 'images');
@@ -31,13 +32,15 @@ test('the WebAssembly JPEG decoder gives exactly sharp\'s pixels on the real pho
   assert.ok(plain >= 15, `only ${plain} plain JPEGs among the fixtures`);
 });
 
-test('damaged, CMYK and rotated JPEGs are left to sharp, and the decoder recovers after a failure', async () => {
+test('damaged, non-Adobe CMYK and rotated JPEGs are left to sharp, and the decoder recovers after a failure', async () => {
   const jpeg = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#3366cc' } }).jpeg().toBuffer();
   const cut = jpeg.subarray(0, Math.floor(jpeg.length / 2));
   assert.equal(decodeJpegWasm(cut, 64, 48), undefined, 'a truncated JPEG is not decoded');
   assert.equal(decodeJpegWasm(Buffer.from('not a jpeg at all'), 64, 48), undefined);
   const cmyk = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#3366cc' } }).toColourspace('cmyk').jpeg().toBuffer();
-  assert.equal(decodeJpegWasm(cmyk, 64, 48), undefined, 'CMYK goes to sharp');
+  const viaSharp = await decodeImage(cmyk, await readImageHeader(cmyk, defaultDecodeOptions), defaultDecodeOptions);
+  assert.ok(Buffer.from(decodeJpegWasm(cmyk, 64, 48)?.data ?? []).equals(viaSharp.data), 'Adobe CMYK decodes to the pixels of the sharp path (Pillow\'s conversion)');
+  assert.equal(decodeJpegWasm(withoutAdobeMarker(cmyk), 64, 48), undefined, 'CMYK without the Adobe marker goes to sharp');
   const sideways = await sharp(jpeg).withMetadata({ orientation: 6 }).jpeg().toBuffer();
   assert.equal((await readImageHeader(sideways, defaultDecodeOptions)).plainJpeg, undefined, 'a rotated JPEG is not plain');
   await assert.rejects(decodeImage(cut, await readImageHeader(jpeg, defaultDecodeOptions), defaultDecodeOptions), /corrupt|truncated/);

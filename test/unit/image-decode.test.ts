@@ -13,6 +13,7 @@ import {
   type DecodeOptions,
   type RgbImage,
 } from '@vecmill/worker/model/image-decode';
+import { withoutAdobeMarker } from '../support/jpeg-segments.js';
 
 const hasPillow = spawnSync('/usr/bin/python3', ['-c', 'import PIL'], { stdio: 'ignore' }).status === 0;
 
@@ -240,5 +241,8 @@ test('fastDecode shrinks JPEGs on load to the smallest eighth that still covers 
 
   const cmyk = await noise(1600, 1200).toColourspace('cmyk').jpeg().toBuffer();
   const cmykFast = await decodeImage(cmyk, await readImageHeader(cmyk, fast), fast, target);
-  assert.ok(cmykFast.width < 1600 && cmykFast.width >= 2 * target.width, `CMYK goes through sharp's shrink-on-load, at ${cmykFast.width}x${cmykFast.height}`);
+  assert.deepEqual([cmykFast.width, cmykFast.height], [400, 300], 'an Adobe CMYK JPEG shrinks in eighths too');
+  const bare = withoutAdobeMarker(cmyk);
+  const bareFast = await decodeImage(bare, await readImageHeader(bare, fast), fast, target);
+  assert.ok(bareFast.width < 1600 && bareFast.width >= 2 * target.width, `CMYK without the Adobe marker goes through sharp's shrink-on-load, at ${bareFast.width}x${bareFast.height}`);
 });

@@ -6,15 +6,17 @@
  *
  * `cmyk` holds `channels` (4, or 5 with alpha, which is dropped) samples per pixel with 255 meaning
  * full ink, as libvips delivers them (Adobe's inverted JPEG samples already turned back, which is
- * what Pillow's "CMYK;I" raw mode does too).
+ * what Pillow's "CMYK;I" raw mode does too), or, with `inverted`, as an Adobe JPEG stores them
+ * (libjpeg's own output), turned back here.
  */
-export function cmykToRgb(cmyk: Uint8Array, pixels: number, channels: number): Uint8Array {
+export function cmykToRgb(cmyk: Uint8Array, pixels: number, channels: number, inverted = false): Uint8Array {
   const rgb = new Uint8Array(pixels * 3);
+  const flip = inverted ? 255 : 0;
   for (let p = 0, i = 0, o = 0; p < pixels; p++, i += channels, o += 3) {
-    const nk = 255 - cmyk[i + 3]!;
-    rgb[o] = nk - muldiv255(cmyk[i]!, nk);
-    rgb[o + 1] = nk - muldiv255(cmyk[i + 1]!, nk);
-    rgb[o + 2] = nk - muldiv255(cmyk[i + 2]!, nk);
+    const nk = 255 - (flip ^ cmyk[i + 3]!);
+    rgb[o] = nk - muldiv255(flip ^ cmyk[i]!, nk);
+    rgb[o + 1] = nk - muldiv255(flip ^ cmyk[i + 1]!, nk);
+    rgb[o + 2] = nk - muldiv255(flip ^ cmyk[i + 2]!, nk);
   }
   return rgb;
 }

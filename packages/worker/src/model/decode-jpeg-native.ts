@@ -61,7 +61,7 @@ export interface NativeJpegHeader extends ImageHeader {
 
 /**
  * The header of an 8-bit greyscale, YCbCr or Adobe CMYK/YCCK JPEG within `maxPixels`, read natively
- * without a sharp call; `plainJpeg` when it is not CMYK and has no EXIF rotation. Undefined for anything else
+ * without a sharp call; `plainJpeg` when it has no EXIF rotation. Undefined for anything else
  * (CMYK without the Adobe marker, 12-bit, an EXIF block that does not parse, a header libjpeg warns
  * about or rejects): `readImageHeader` (sharp) then reads it and names any error, exactly as
  * without this decoder.
@@ -80,8 +80,7 @@ export function readNativeJpegHeader(bytes: Uint8Array, maxPixels: number): Nati
     format: 'jpeg',
     width: sideways ? height : width,
     height: sideways ? width : height,
-    // CMYK is never plain: under fastDecode it keeps sharp's shrink-on-load, as without the addon.
-    ...(orientation === 1 && components !== 4 ? { plainJpeg: true } : {}),
+    ...(orientation === 1 ? { plainJpeg: true } : {}),
     ...(components === 4 ? { cmyk: true } : {}),
     orientation,
   };

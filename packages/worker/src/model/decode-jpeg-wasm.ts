@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { cmykToRgb } from './cmyk-to-rgb.js';
 import type { PixelSize, RgbImage } from './image-decode.js';
+import { hasAdobeMarker } from './jpeg-adobe-marker.js';
 
 /**
  * libjpeg-turbo's TurboJPEG API compiled to WebAssembly, as the `@cwasm/jpeg-turbo` package ships
@@ -28,8 +30,11 @@ declare const WebAssembly: {
 };
 
 const TJPF_RGB = 0;
+const TJPF_CMYK = 11;
 const TJCS_YCBCR = 1;
 const TJCS_GRAY = 2;
+const TJCS_CMYK = 3;
+const TJCS_YCCK = 4;
 /** Fail on libjpeg warnings (premature end of data, corrupt segments): sharp then decides, as before. */
 const TJFLAG_STOPONWARNING = 8192;
 
@@ -71,13 +76,14 @@ export function jpegScaleEighths(width: number, height: number, target: PixelSiz
 }
 
 /**
- * Decodes a greyscale or YCbCr JPEG (baseline or progressive, 8-bit) to RGB, scaled by
- * `eighths / 8` (8 = full size). Returns undefined, never throws, for anything it does not decode
- * cleanly (CMYK, warnings, corrupt data, over the memory cap): the caller falls back to sharp,
- * which reports the error or handles the format.
+ * Decodes a greyscale, YCbCr or Adobe CMYK/YCCK JPEG (baseline or progressive, 8-bit) to RGB,
+ * scaled by `eighths / 8` (8 = full size); CMYK is converted as Pillow converts it (`cmykToRgb`),
+ * as the native decoder does. Returns undefined, never throws, for anything it does not decode
+ * cleanly (CMYK without the Adobe marker, warnings, corrupt data, over the memory cap): the caller
+ * falls back to sharp, which reports the error or handles the format.
  */
 export function decodeJpegWasm(bytes: Uint8Array, width: number, height: number, eighths = 8): RgbImage | undefined {
-  if (width * height * 3 + bytes.length > wasmDecodeLimit) return undefined;
+  if (width * height * 4 + bytes.length > wasmDecodeLimit) return undefined;
   try {
     return decodeWith(turboJpeg(), bytes, width, height, eighths);
   } catch {
@@ -97,15 +103,19 @@ function decodeWith(tj: TurboJpeg, bytes: Uint8Array, width: number, height: num
     const header = src + headerOffset;
     if (tj.tjDecompressHeader3(handle, src, bytes.length, header, header + 4, header + 8, header + 12) !== 0) return undefined;
     const [w, h, , colorspace] = new Int32Array(tj.memory.buffer, header, 4);
-    if (w !== width || h !== height || (colorspace !== TJCS_YCBCR && colorspace !== TJCS_GRAY)) return undefined;
+    const cmyk = (colorspace === TJCS_CMYK || colorspace === TJCS_YCCK) && hasAdobeMarker(bytes);
+    if (w !== width || h !== height || (colorspace !== TJCS_YCBCR && colorspace !== TJCS_GRAY && !cmyk)) return undefined;
     const outWidth = Math.ceil((width * eighths) / 8);
     const outHeight = Math.ceil((height * eighths) / 8);
-    const size = outWidth * outHeight * 3;
+    const channels = cmyk ? 4 : 3;
+    const size = outWidth * outHeight * channels;
     const dst = tj.malloc(size);
     if (dst === 0) return undefined;
     try {
-      if (tj.tjDecompress2(handle, src, bytes.length, dst, outWidth, outWidth * 3, outHeight, TJPF_RGB, TJFLAG_STOPONWARNING) !== 0) return undefined;
-      return { data: new Uint8Array(tj.memory.buffer, dst, size).slice(), width: outWidth, height: outHeight };
+      const format = cmyk ? TJPF_CMYK : TJPF_RGB;
+      if (tj.tjDecompress2(handle, src, bytes.length, dst, outWidth, outWidth * channels, outHeight, format, TJFLAG_STOPONWARNING) !== 0) return undefined;
+      const pixels = new Uint8Array(tj.memory.buffer, dst, size);
+      return { data: cmyk ? cmykToRgb(pixels, outWidth * outHeight, 4, true) : pixels.slice(), width: outWidth, height: outHeight };
     } finally {
       tj.free(dst);
     }

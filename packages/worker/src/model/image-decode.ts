@@ -2,6 +2,7 @@ import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import { RowError } from '@vecmill/shared/errors';
 import { cmykToRgb } from './cmyk-to-rgb.js';
 import { decodeJpegWasm, jpegScaleEighths } from './decode-jpeg-wasm.js';
+import { hasAdobeMarker } from './jpeg-adobe-marker.js';
 
 /** Raster formats vecmill decodes: the ones sharp's prebuilt libvips reads from a buffer. */
 export type RasterFormat = 'jpeg' | 'png' | 'webp' | 'gif' | 'tiff' | 'avif' | 'heif';
@@ -60,7 +61,7 @@ export interface ImageHeader {
   readonly width: number;
   readonly height: number;
   /**
-   * An 8-bit greyscale or YCbCr JPEG with no EXIF rotation: the native libjpeg-turbo decoder takes
+   * An 8-bit greyscale, YCbCr or Adobe CMYK JPEG with no EXIF rotation: the native libjpeg-turbo decoder takes
    * it when built; otherwise, under `fastDecode`, libjpeg-turbo in WebAssembly decodes it at a
    * reduced DCT scale (any eighth, where sharp shrinks by halves only).
    */
@@ -176,8 +177,8 @@ export async function readImageHeader(bytes: Buffer, options: DecodeOptions): Pr
   }
   const { width, height } = metadata;
   if (width * height > options.maxPixels) throw tooManyPixels(width, height, options.maxPixels);
-  const plainJpeg =
-    format === 'jpeg' && (metadata.space === 'srgb' || metadata.space === 'b-w') && metadata.depth === 'uchar' && (metadata.orientation ?? 1) === 1;
+  const colour = metadata.space === 'srgb' || metadata.space === 'b-w' || (metadata.space === 'cmyk' && hasAdobeMarker(bytes));
+  const plainJpeg = format === 'jpeg' && colour && metadata.depth === 'uchar' && (metadata.orientation ?? 1) === 1;
   return {
     format: format as RasterFormat,
     width: metadata.autoOrient.width,
