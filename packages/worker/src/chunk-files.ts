@@ -6,6 +6,7 @@ import { COLUMNS, type EmbeddingTable, type Modality } from '@vecmill/shared/for
 import { featureTsvLines } from '@vecmill/shared/formats/easynlp-tsv';
 import { utf8Data } from '@vecmill/shared/formats/utf8-data';
 import { npyHeader } from '@vecmill/shared/formats/npy-writer';
+import type { IpcScratch } from '@vecmill/shared/formats/ipc-scratch';
 import { writeParquet } from '@vecmill/shared/formats/parquet-io';
 import { outputKeys, rowId, type FileRole } from '@vecmill/shared/run-plan';
 
@@ -54,6 +55,14 @@ const MAX_FREE_NPY_BUFFERS = 8;
 /** Where `chunkFiles` builds a `.npy` file of `bytes` bytes: exactly that many, valid until the caller reuses them. */
 export type NpyBuffer = (bytes: number) => Uint8Array;
 
+/** Reused memory a chunk's files are built in, owned by the caller; what is absent is allocated per file. */
+export interface ChunkBuffers {
+  /** The `.npy` files' bytes (see `NpyBufferPool`). */
+  readonly npy?: NpyBuffer;
+  /** The Arrow IPC stream of each Parquet file on its way into parquet-wasm. */
+  readonly ipc?: IpcScratch;
+}
+
 /** One final file of a chunk, built in memory (bounded by the chunk size) before it is staged. */
 export interface ChunkFile {
   readonly role: FileRole;
@@ -72,10 +81,9 @@ export interface ChunkFile {
  * `firstLine` is the split line the chunk must start at: its rows must be lines
  * `firstLine, firstLine + 1, …` of `layout.splitIndex` in order (the basis of unique ids), or the
  * attempt fails before anything is staged. A chunk without ok rows gets no `.npy`/metadata, one
- * without failed rows no errors file. With `npyBuffer`, the `.npy` files' bytes are built in
- * the buffers it gives (see `NpyBufferPool`); without, in memory of their own.
+ * without failed rows no errors file. `buffers` is the caller's reused memory to build them in.
  */
-export async function chunkFiles(chunk: EmbeddingTable, firstLine: number, layout: ChunkLayout, npyBuffer?: NpyBuffer): Promise<ChunkFile[]> {
+export async function chunkFiles(chunk: EmbeddingTable, firstLine: number, layout: ChunkLayout, buffers: ChunkBuffers = {}): Promise<ChunkFile[]> {
   checkLines(chunk, firstLine, layout.splitIndex);
   const table = chunk.withRowIndex(Number(rowId(layout.splitIndex, firstLine)));
   const wanted: Modality[] = [...(table.hasImage ? (['image'] as const) : []), ...(table.hasText ? (['text'] as const) : [])];
@@ -93,14 +101,14 @@ export async function chunkFiles(chunk: EmbeddingTable, firstLine: number, layou
     files.push(file(role, rows, build()));
     await setImmediate();
   };
-  await add('part', table.numRows, () => writeParquet(table.table));
+  await add('part', table.numRows, () => writeParquet(table.table, {}, buffers.ipc));
   const ok = okRowIndexes(table, wanted);
   if (layout.npy && ok.length > 0) {
-    for (const m of wanted) await add(m === 'image' ? 'npy-image' : 'npy-text', ok.length, () => npyBytes(table, m, ok, npyBuffer));
-    await add('metadata', ok.length, () => writeParquet(metadataTable(table, ok)));
+    for (const m of wanted) await add(m === 'image' ? 'npy-image' : 'npy-text', ok.length, () => npyBytes(table, m, ok, buffers.npy));
+    await add('metadata', ok.length, () => writeParquet(metadataTable(table, ok), {}, buffers.ipc));
   }
   const failed = table.numRows - okCount(table);
-  if (failed > 0) await add('errors', failed, () => writeParquet(errorTable(table)));
+  if (failed > 0) await add('errors', failed, () => writeParquet(errorTable(table), {}, buffers.ipc));
   if (layout.tsv) {
     for (const m of wanted) {
       // Formatting floats as text is the slowest step: a few rows at a time, yielding between

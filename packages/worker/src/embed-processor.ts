@@ -17,6 +17,7 @@ import { hashForReuse } from './hash-for-reuse.js';
 import { parseBatch, type ParseBatchOptions, type ParsedBatch } from './parse-batch.js';
 import type { ReuseLookup } from './reuse-index.js';
 import { commitShard, readShardMarker, type ShardMarker, type StageTimings } from './shard-commit.js';
+import { IpcScratch } from '@vecmill/shared/formats/ipc-scratch';
 import { NpyBufferPool } from './chunk-files.js';
 import { ShardWriter } from './shard-writer.js';
 import { createBatchTokenizer, type TextGroup } from './tokenize-batch.js';
@@ -79,6 +80,12 @@ const maxBatchBytes = 16 * 1024 * 1024;
 interface BatchVectors {
   readonly text: Float32Array | undefined;
   readonly image: Float32Array | undefined;
+  /**
+   * Where the inference thread writes the model calls' outputs, one region per call in call
+   * order (SharedArrayBuffers, one per tower): no array is allocated per model call.
+   */
+  readonly textOutputs: Float32Array | undefined;
+  readonly imageOutputs: Float32Array | undefined;
 }
 
 /** Rows and failures of a split so far. */
@@ -114,6 +121,7 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
   const decodeImages = deps.images === undefined ? undefined : createImageDecoder(deps.images, new PixelBatchBuffers(settings.batchSize, pixelsPerImage, 2));
   // The splits in flight build their chunks' `.npy` files in one pool of buffers.
   const npyBuffers = new NpyBufferPool();
+  const ipcScratch = new IpcScratch();
   const tokenizeBatch =
     tokenizer === undefined ? undefined : createBatchTokenizer({ tokenizer, textEncoder: deps.textEncoder ?? inlineEncoder(tokenizer), padTo, batchSize: settings.batchSize });
 
@@ -142,6 +150,7 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
       attempt,
       batchRows: maxBatchRows,
       npyBuffers,
+      ipcScratch,
       table: { dims, outDtype: settings.outDtype, hasText: tokenizer !== undefined, hasImage: preprocess !== undefined },
     });
     const counts: SplitCounts = { rows: 0, ok: 0, reused: 0, failedByReason: {} };
@@ -151,6 +160,8 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
     const vectors: BatchVectors = {
       text: tokenizer !== undefined ? new Float32Array(maxBatchRows * dims) : undefined,
       image: preprocess !== undefined ? new Float32Array(maxBatchRows * dims) : undefined,
+      textOutputs: tokenizer !== undefined ? sharedFloats(maxBatchRows * dims) : undefined,
+      imageOutputs: preprocess !== undefined ? sharedFloats(maxBatchRows * dims) : undefined,
     };
     const splitRange = { index: split.index, key, etag: input.etag, start: split.start, end: split.end, objectSize: input.size };
     const groups = readSplitLineGroups(store, splitRange, { maxLineBytes: settings.maxLineBytes })[Symbol.asyncIterator]();
@@ -256,10 +267,16 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
       const per = pixelsPerImage;
       for (let i = 0; i < batch.imageRows.length; i += settings.batchSize) {
         const count = Math.min(settings.batchSize, batch.imageRows.length - i);
-        imageCalls.push(embedder.embedImages(batch.pixels.subarray(i * per, (i + count) * per), count, preprocess.outHeight, preprocess.outWidth));
+        const into = vectors.imageOutputs?.subarray(i * dims, (i + count) * dims);
+        imageCalls.push(embedder.embedImages(batch.pixels.subarray(i * per, (i + count) * per), count, preprocess.outHeight, preprocess.outWidth, into));
       }
     }
-    const textCalls = batch.textGroups.map((g) => embedder.embedText(g.tokens));
+    let textAt = 0;
+    const textCalls = batch.textGroups.map((g) => {
+      const into = vectors.textOutputs?.subarray(textAt * dims, (textAt + g.tokens.batch) * dims);
+      textAt += g.tokens.batch;
+      return embedder.embedText(g.tokens, into);
+    });
     const outs = await allSettledOrThrow([...textCalls, ...imageCalls]);
     const textOuts = outs.slice(0, textCalls.length);
     const imageOuts = outs.slice(textCalls.length);
@@ -292,6 +309,11 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
     if (settings.normalize) l2NormalizeRows(values, dims);
     rows.forEach((r, j) => out.set(values.subarray(j * dims, (j + 1) * dims), r * dims));
   }
+}
+
+/** A zeroed float array in memory the inference thread can write into. */
+function sharedFloats(length: number): Float32Array {
+  return new Float32Array(new SharedArrayBuffer(length * Float32Array.BYTES_PER_ELEMENT));
 }
 
 /** Encodes on the event loop: only with a whole tokenizer, as tests and tools give. */

@@ -1,6 +1,7 @@
 import { CommitError, VecmillError } from '@vecmill/shared/errors';
 import { EmbeddingTable, EmbeddingTableBuilder, type EmbeddedBatch, type EmbeddingTableOptions } from '@vecmill/shared/formats/embedding-table';
 import { MAX_SPLITS, outputKeys, readPlan, splitNameWidth } from '@vecmill/shared/run-plan';
+import { IpcScratch } from '@vecmill/shared/formats/ipc-scratch';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
 import { chunkFiles, NpyBufferPool, type ChunkLayout } from './chunk-files.js';
 import type { StagedFile } from './shard-commit.js';
@@ -47,6 +48,8 @@ export interface ShardWriterOptions {
   readonly batchRows?: number;
   /** Where chunks build their `.npy` files: shared by the splits of a run (the embed processor's); a pool of its own when absent. */
   readonly npyBuffers?: NpyBufferPool;
+  /** Where chunks lay out their tables for parquet-wasm: shared by the splits of a run (encodes are synchronous); one of its own when absent. */
+  readonly ipcScratch?: IpcScratch;
 }
 
 /**
@@ -63,6 +66,7 @@ export class ShardWriter {
   private readonly maxBytes: number;
   private readonly done: StagedFile[] = [];
   private readonly npyBuffers: NpyBufferPool;
+  private readonly ipcScratch: IpcScratch;
   /** The `.npy` bytes of a full chunk: every buffer taken is this large, so any buffer given back fits any later chunk. */
   private readonly npyChunkBytes: number;
   private upload: Promise<void> | undefined;
@@ -85,6 +89,7 @@ export class ShardWriter {
     const expectedRows = options.batchRows === undefined ? 1024 : underCap + options.batchRows;
     this.builder = new EmbeddingTableBuilder({ ...options.table, expectedRows: Math.min(maxRows, expectedRows) });
     this.npyBuffers = options.npyBuffers ?? new NpyBufferPool();
+    this.ipcScratch = options.ipcScratch ?? new IpcScratch();
     this.npyChunkBytes = NPY_HEADER_BYTES + Math.min(maxRows, expectedRows) * options.table.dims * (options.table.outDtype === 'float16' ? 2 : 4);
   }
 
@@ -128,11 +133,12 @@ export class ShardWriter {
     const layout = { ...(await this.chunkLayout()), chunkIndex: this.chunks++ };
     const table = new EmbeddingTable(this.builder.build());
     const taken: Uint8Array[] = [];
-    const files = await chunkFiles(table, this.lines, layout, (bytes) => {
+    const npy = (bytes: number): Uint8Array => {
       const buffer = this.npyBuffers.take(Math.max(bytes, this.npyChunkBytes));
       taken.push(buffer);
       return buffer.subarray(0, bytes);
-    });
+    };
+    const files = await chunkFiles(table, this.lines, layout, { npy, ipc: this.ipcScratch });
     this.lines += table.numRows;
     this.builder.reset();
     const staged = files.map((f) => ({ ...f, staged: outputKeys.staged(this.options.splitIndex, this.options.attempt, f.key) }));
