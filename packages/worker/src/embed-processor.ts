@@ -18,7 +18,7 @@ import { parseBatch, type ParseBatchOptions, type ParsedBatch } from './parse-ba
 import type { ReuseLookup } from './reuse-index.js';
 import { commitShard, readShardMarker, type ShardMarker, type StageTimings } from './shard-commit.js';
 import { IpcScratch } from '@vecmill/shared/formats/ipc-scratch';
-import { NpyBufferPool } from './chunk-files.js';
+import { FileBufferPool } from './file-buffer-pool.js';
 import { ShardWriter } from './shard-writer.js';
 import { createBatchTokenizer, type TextGroup } from './tokenize-batch.js';
 
@@ -119,8 +119,9 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
   const parseOptions: ParseBatchOptions = { kind: settings.kind, maxLineBytes: settings.maxLineBytes, decodeImages: deps.reuse !== undefined };
   // Two batch buffers: one batch prepares while the previous one is in inference.
   const decodeImages = deps.images === undefined ? undefined : createImageDecoder(deps.images, new PixelBatchBuffers(settings.batchSize, pixelsPerImage, 2));
-  // The splits in flight build their chunks' `.npy` files in one pool of buffers.
-  const npyBuffers = new NpyBufferPool();
+  // The splits in flight keep their chunks' large files in one pool of buffers, and lay out
+  // their tables for parquet-wasm in one scratch (encodes are synchronous).
+  const fileBuffers = new FileBufferPool();
   const ipcScratch = new IpcScratch();
   const tokenizeBatch =
     tokenizer === undefined ? undefined : createBatchTokenizer({ tokenizer, textEncoder: deps.textEncoder ?? inlineEncoder(tokenizer), padTo, batchSize: settings.batchSize });
@@ -149,7 +150,7 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
       splitIndex,
       attempt,
       batchRows: maxBatchRows,
-      npyBuffers,
+      fileBuffers,
       ipcScratch,
       table: { dims, outDtype: settings.outDtype, hasText: tokenizer !== undefined, hasImage: preprocess !== undefined },
     });
