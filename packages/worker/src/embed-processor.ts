@@ -18,6 +18,7 @@ import { parseBatch, type ParseBatchOptions, type ParsedBatch } from './parse-ba
 import type { ReuseLookup } from './reuse-index.js';
 import { commitShard, readShardMarker, type ShardMarker, type StageTimings } from './shard-commit.js';
 import { IpcScratch } from '@vecmill/shared/formats/ipc-scratch';
+import { ChunkSlots } from './chunk-slots.js';
 import { FileBufferPool } from './file-buffer-pool.js';
 import { ShardWriter } from './shard-writer.js';
 import { createBatchTokenizer, type TextGroup } from './tokenize-batch.js';
@@ -76,6 +77,13 @@ interface PreparedBatch extends Omit<ParsedBatch, 'images'> {
  */
 const maxBatchBytes = 16 * 1024 * 1024;
 
+/**
+ * Chunks of a run built and uploaded at once, across its splits (see `ChunkSlots`): one, so the
+ * memory of chunk files does not grow with `--concurrency`; batches still fill every split's
+ * chunk meanwhile, and building is synchronous work on this thread anyway.
+ */
+const CHUNKS_IN_FLIGHT = 1;
+
 /** A split's reused row-major vector buffers, one per tower it has, sized for its largest batch. */
 interface BatchVectors {
   readonly text: Float32Array | undefined;
@@ -123,6 +131,8 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
   // their tables for parquet-wasm in one scratch (encodes are synchronous).
   const fileBuffers = new FileBufferPool();
   const ipcScratch = new IpcScratch();
+  // One chunk of the run is built and uploaded at a time, whatever the splits in flight.
+  const chunkSlots = new ChunkSlots(CHUNKS_IN_FLIGHT);
   const tokenizeBatch =
     tokenizer === undefined ? undefined : createBatchTokenizer({ tokenizer, textEncoder: deps.textEncoder ?? inlineEncoder(tokenizer), padTo, batchSize: settings.batchSize });
 
@@ -152,6 +162,7 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
       batchRows: maxBatchRows,
       fileBuffers,
       ipcScratch,
+      chunkSlots,
       table: { dims, outDtype: settings.outDtype, hasText: tokenizer !== undefined, hasImage: preprocess !== undefined },
     });
     const counts: SplitCounts = { rows: 0, ok: 0, reused: 0, failedByReason: {} };

@@ -4,6 +4,7 @@ import { MAX_SPLITS, outputKeys, readPlan, splitNameWidth } from '@vecmill/share
 import { IpcScratch } from '@vecmill/shared/formats/ipc-scratch';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
 import { chunkFiles, type ChunkLayout } from './chunk-files.js';
+import type { ChunkSlots } from './chunk-slots.js';
 import { FileBufferPool } from './file-buffer-pool.js';
 import type { StagedFile } from './shard-commit.js';
 
@@ -51,6 +52,8 @@ export interface ShardWriterOptions {
   readonly fileBuffers?: FileBufferPool;
   /** Where chunks lay out their tables for parquet-wasm: shared by the splits of a run (encodes are synchronous); one of its own when absent. */
   readonly ipcScratch?: IpcScratch;
+  /** How many chunks of the run are built and uploaded at once, shared by its splits; unbounded across splits when absent. */
+  readonly chunkSlots?: ChunkSlots;
 }
 
 /**
@@ -136,6 +139,8 @@ export class ShardWriter {
     // chunk took to fill, so this rarely waits.
     await this.upload;
     const layout = { ...(await this.chunkLayout()), chunkIndex: this.chunks++ };
+    // The slot is held from building the files until their uploads are done, whichever way.
+    const release = (await this.options.chunkSlots?.acquire()) ?? (() => undefined);
     const table = new EmbeddingTable(this.builder.build());
     const taken: Uint8Array[] = [];
     const file = (bytes: number): Uint8Array => {
@@ -143,14 +148,22 @@ export class ShardWriter {
       taken.push(buffer);
       return buffer.subarray(0, bytes);
     };
-    const files = await chunkFiles(table, this.lines, layout, { file, ipc: this.ipcScratch });
+    let files;
+    try {
+      files = await chunkFiles(table, this.lines, layout, { file, ipc: this.ipcScratch });
+    } catch (err) {
+      release();
+      throw err;
+    }
     this.lines += table.numRows;
     this.builder.reset();
     const staged = files.map((f) => ({ ...f, staged: outputKeys.staged(this.options.splitIndex, this.options.attempt, f.key) }));
     for (const { bytes, ...f } of staged) this.done.push({ ...f, bytes: bytes.byteLength });
     // The buffers go back once every upload of the chunk is done; after a failure some may still
     // be read by the others, so they are left to the garbage collector.
-    this.upload = Promise.all(staged.map((f) => this.store.put(f.staged, f.bytes))).then(() => this.fileBuffers.give(taken));
+    this.upload = Promise.all(staged.map((f) => this.store.put(f.staged, f.bytes)))
+      .then(() => this.fileBuffers.give(taken))
+      .finally(release);
     // Marked handled here; `finish` or the next flush awaits it and rethrows its failure.
     this.upload.catch(() => undefined);
     this.elapsed += performance.now() - t0;
