@@ -252,4 +252,16 @@ describe('readSplitLineGroups', () => {
       }
     }
   });
+
+  it('cuts a chunk\'s lines into groups of at most maxGroupLines', async () => {
+    const content = 'a\nb\nc\nd\ne\nf\ng';
+    const store = storeWith(content, 64);
+    const s = split(0, content.length, content.length);
+    const groups: string[][] = [];
+    for await (const group of readSplitLineGroups(store, s, { maxGroupLines: 2 })) groups.push(group.map((l) => l.bytes.toString('latin1')));
+    assert.deepEqual(groups, [['a', 'b'], ['c', 'd'], ['e', 'f'], ['g']]);
+    await assert.rejects(async () => {
+      for await (const group of readSplitLineGroups(store, s, { maxGroupLines: 0 })) assert.fail(`yielded ${group.length} lines`);
+    }, /maxGroupLines must be a positive whole number of lines/);
+  });
 });

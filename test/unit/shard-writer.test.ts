@@ -5,6 +5,7 @@ import { COLUMNS, readEmbeddingTable } from '@vecmill/shared/formats/embedding-t
 import { LocalStore } from '@vecmill/shared/storage/local-store';
 import { parseNpyHeader } from '@vecmill/shared/formats/npy-writer';
 import { readParquet } from '@vecmill/shared/formats/parquet-io';
+import { ChunkSlots } from '@vecmill/worker/chunk-slots';
 import { ShardWriter } from '@vecmill/worker/shard-writer';
 import { storeTestPlan, testPlan } from '../support/test-plan.js';
 import { makeTempDir } from '../support/tmp.js';
@@ -128,5 +129,34 @@ describe('ShardWriter', () => {
       await fill(writer, 3, 2);
       await writer.finish();
     }, /disk full/);
+  });
+
+  it('builds and uploads one chunk at a time across the writers that share one chunk slot', async () => {
+    const local = new LocalStore(dir);
+    const inFlight = new Map<string, number>();
+    let most = 0;
+    // Every put takes a few milliseconds, so the uploads of two chunks would overlap without the slot.
+    const put = async (key: string, body: Uint8Array): Promise<void> => {
+      const chunk = key.replace(/^.*(\d{6}-\d{6})\.\w+$/, '$1');
+      inFlight.set(chunk, (inFlight.get(chunk) ?? 0) + 1);
+      most = Math.max(most, inFlight.size);
+      await new Promise((resolve) => setTimeout(resolve, 3));
+      await local.put(key, body);
+      const left = inFlight.get(chunk)! - 1;
+      if (left === 0) inFlight.delete(chunk);
+      else inFlight.set(chunk, left);
+    };
+    const store = new Proxy(local, { get: (target, name) => (name === 'put' ? put : (Reflect.get(target, name) as unknown)) });
+    const slots = new ChunkSlots(1);
+    const write = async (splitIndex: number): Promise<number> => {
+      const writer = new ShardWriter(store, { splitIndex, attempt: `slots${splitIndex}`, table, chunk: { maxRows: 4 }, chunkSlots: slots });
+      for (let b = 0; b < 6; b++) {
+        const lines = [2 * b, 2 * b + 1];
+        await writer.append({ splitIndex, source: 'in.tsv', lineIndex: lines, offset: lines, text: lines.map(String), textEmbedding: new Float32Array(2 * D).fill(splitIndex) });
+      }
+      return (await writer.finish()).filter((f) => f.role === 'part').length;
+    };
+    assert.deepEqual(await Promise.all([write(4), write(5)]), [3, 3]);
+    assert.equal(most, 1, 'no two chunks were uploading at once');
   });
 });

@@ -6,6 +6,7 @@ import { COLUMNS, type EmbeddingTable, type Modality } from '@vecmill/shared/for
 import { featureTsvLines } from '@vecmill/shared/formats/easynlp-tsv';
 import { utf8Data } from '@vecmill/shared/formats/utf8-data';
 import { npyHeader } from '@vecmill/shared/formats/npy-writer';
+import type { IpcScratch } from '@vecmill/shared/formats/ipc-scratch';
 import { writeParquet } from '@vecmill/shared/formats/parquet-io';
 import { outputKeys, rowId, type FileRole } from '@vecmill/shared/run-plan';
 
@@ -24,35 +25,20 @@ export interface ChunkLayout {
   readonly tsv: boolean;
 }
 
-/**
- * Buffers for the `.npy` files of chunks, shared by the splits a process embeds for one run: a
- * chunk's `.npy` bytes are built in buffers taken here, which its writer gives back once the
- * chunk's uploads are done. The process then holds about as many as chunks are built or uploaded
- * at once (one or two, however many splits are in flight) instead of allocating a chunk's
- * vectors' size again per chunk, garbage that the collector frees only in bursts.
- */
-export class NpyBufferPool {
-  private readonly free: Uint8Array[] = [];
+/** Where `chunkFiles` puts a file of `bytes` bytes: exactly that many, valid until the caller reuses them. */
+export type FileBuffer = (bytes: number) => Uint8Array;
 
-  /** A buffer of at least `bytes` bytes (more when it was sized for a larger chunk). */
-  take(bytes: number): Uint8Array {
-    const i = this.free.findIndex((b) => b.byteLength >= bytes);
-    return i < 0 ? new Uint8Array(bytes) : this.free.splice(i, 1)[0]!;
-  }
-
-  /** Takes buffers back once nothing reads them; keeps the largest few, so a pool never grows past its busiest moment. */
-  give(buffers: readonly Uint8Array[]): void {
-    this.free.push(...buffers);
-    this.free.sort((a, b) => b.byteLength - a.byteLength);
-    this.free.length = Math.min(this.free.length, MAX_FREE_NPY_BUFFERS);
-  }
+/** Reused memory a chunk's files are built in, owned by the caller; what is absent is allocated per file. */
+export interface ChunkBuffers {
+  /**
+   * The bytes of the chunk's large files: `.npy` files are built there, and its Parquet part,
+   * which parquet-wasm hands out in a fresh array, is copied there at once, so that array dies
+   * young instead of living on until the upload is done (see `FileBufferPool`).
+   */
+  readonly file?: FileBuffer;
+  /** The Arrow IPC stream of each Parquet file on its way into parquet-wasm. */
+  readonly ipc?: IpcScratch;
 }
-
-/** Free buffers a pool keeps: a chunk being built and one uploading per split, two towers each. */
-const MAX_FREE_NPY_BUFFERS = 8;
-
-/** Where `chunkFiles` builds a `.npy` file of `bytes` bytes: exactly that many, valid until the caller reuses them. */
-export type NpyBuffer = (bytes: number) => Uint8Array;
 
 /** One final file of a chunk, built in memory (bounded by the chunk size) before it is staged. */
 export interface ChunkFile {
@@ -72,10 +58,9 @@ export interface ChunkFile {
  * `firstLine` is the split line the chunk must start at: its rows must be lines
  * `firstLine, firstLine + 1, …` of `layout.splitIndex` in order (the basis of unique ids), or the
  * attempt fails before anything is staged. A chunk without ok rows gets no `.npy`/metadata, one
- * without failed rows no errors file. With `npyBuffer`, the `.npy` files' bytes are built in
- * the buffers it gives (see `NpyBufferPool`); without, in memory of their own.
+ * without failed rows no errors file. `buffers` is the caller's reused memory to build them in.
  */
-export async function chunkFiles(chunk: EmbeddingTable, firstLine: number, layout: ChunkLayout, npyBuffer?: NpyBuffer): Promise<ChunkFile[]> {
+export async function chunkFiles(chunk: EmbeddingTable, firstLine: number, layout: ChunkLayout, buffers: ChunkBuffers = {}): Promise<ChunkFile[]> {
   checkLines(chunk, firstLine, layout.splitIndex);
   const table = chunk.withRowIndex(Number(rowId(layout.splitIndex, firstLine)));
   const wanted: Modality[] = [...(table.hasImage ? (['image'] as const) : []), ...(table.hasText ? (['text'] as const) : [])];
@@ -93,14 +78,14 @@ export async function chunkFiles(chunk: EmbeddingTable, firstLine: number, layou
     files.push(file(role, rows, build()));
     await setImmediate();
   };
-  await add('part', table.numRows, () => writeParquet(table.table));
+  await add('part', table.numRows, () => kept(writeParquet(table.table, {}, buffers.ipc), buffers.file));
   const ok = okRowIndexes(table, wanted);
   if (layout.npy && ok.length > 0) {
-    for (const m of wanted) await add(m === 'image' ? 'npy-image' : 'npy-text', ok.length, () => npyBytes(table, m, ok, npyBuffer));
-    await add('metadata', ok.length, () => writeParquet(metadataTable(table, ok)));
+    for (const m of wanted) await add(m === 'image' ? 'npy-image' : 'npy-text', ok.length, () => npyBytes(table, m, ok, buffers.file));
+    await add('metadata', ok.length, () => writeParquet(metadataTable(table, ok), {}, buffers.ipc));
   }
   const failed = table.numRows - okCount(table);
-  if (failed > 0) await add('errors', failed, () => writeParquet(errorTable(table)));
+  if (failed > 0) await add('errors', failed, () => writeParquet(errorTable(table), {}, buffers.ipc));
   if (layout.tsv) {
     for (const m of wanted) {
       // Formatting floats as text is the slowest step: a few rows at a time, yielding between
@@ -114,6 +99,14 @@ export async function chunkFiles(chunk: EmbeddingTable, firstLine: number, layou
     }
   }
   return files;
+}
+
+/** `bytes` copied into the caller's memory when it gives some, else `bytes` itself. */
+function kept(bytes: Uint8Array, buffer: FileBuffer | undefined): Uint8Array {
+  if (buffer === undefined) return bytes;
+  const out = buffer(bytes.byteLength);
+  out.set(bytes);
+  return out;
 }
 
 /** Chunk rows must be lines `firstLine…` of the split, once each and in order: ids are then unique and gap-free. */
@@ -153,7 +146,7 @@ function okRowIndexes(table: EmbeddingTable, wanted: readonly Modality[]): numbe
  * A `.npy` file (header + little-endian rows) of the given rows' (ascending) embeddings, copying
  * each run of consecutive rows at once, into `buffer`'s memory when given.
  */
-function npyBytes(table: EmbeddingTable, modality: Modality, rows: readonly number[], buffer: NpyBuffer | undefined): Uint8Array {
+function npyBytes(table: EmbeddingTable, modality: Modality, rows: readonly number[], buffer: FileBuffer | undefined): Uint8Array {
   const all = table.embeddings(modality);
   const values = new Uint8Array(all.buffer, all.byteOffset, all.byteLength);
   const rowBytes = table.dims * all.BYTES_PER_ELEMENT;

@@ -17,7 +17,9 @@ import { hashForReuse } from './hash-for-reuse.js';
 import { parseBatch, type ParseBatchOptions, type ParsedBatch } from './parse-batch.js';
 import type { ReuseLookup } from './reuse-index.js';
 import { commitShard, readShardMarker, type ShardMarker, type StageTimings } from './shard-commit.js';
-import { NpyBufferPool } from './chunk-files.js';
+import { IpcScratch } from '@vecmill/shared/formats/ipc-scratch';
+import { ChunkSlots } from './chunk-slots.js';
+import { FileBufferPool } from './file-buffer-pool.js';
 import { ShardWriter } from './shard-writer.js';
 import { createBatchTokenizer, type TextGroup } from './tokenize-batch.js';
 
@@ -75,10 +77,23 @@ interface PreparedBatch extends Omit<ParsedBatch, 'images'> {
  */
 const maxBatchBytes = 16 * 1024 * 1024;
 
+/**
+ * Chunks of a run built and uploaded at once, across its splits (see `ChunkSlots`): one, so the
+ * memory of chunk files does not grow with `--concurrency`; batches still fill every split's
+ * chunk meanwhile, and building is synchronous work on this thread anyway.
+ */
+const CHUNKS_IN_FLIGHT = 1;
+
 /** A split's reused row-major vector buffers, one per tower it has, sized for its largest batch. */
 interface BatchVectors {
   readonly text: Float32Array | undefined;
   readonly image: Float32Array | undefined;
+  /**
+   * Where the inference thread writes the model calls' outputs, one region per call in call
+   * order (SharedArrayBuffers, one per tower): no array is allocated per model call.
+   */
+  readonly textOutputs: Float32Array | undefined;
+  readonly imageOutputs: Float32Array | undefined;
 }
 
 /** Rows and failures of a split so far. */
@@ -112,8 +127,12 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
   const parseOptions: ParseBatchOptions = { kind: settings.kind, maxLineBytes: settings.maxLineBytes, decodeImages: deps.reuse !== undefined };
   // Two batch buffers: one batch prepares while the previous one is in inference.
   const decodeImages = deps.images === undefined ? undefined : createImageDecoder(deps.images, new PixelBatchBuffers(settings.batchSize, pixelsPerImage, 2));
-  // The splits in flight build their chunks' `.npy` files in one pool of buffers.
-  const npyBuffers = new NpyBufferPool();
+  // The splits in flight keep their chunks' large files in one pool of buffers, and lay out
+  // their tables for parquet-wasm in one scratch (encodes are synchronous).
+  const fileBuffers = new FileBufferPool();
+  const ipcScratch = new IpcScratch();
+  // One chunk of the run is built and uploaded at a time, whatever the splits in flight.
+  const chunkSlots = new ChunkSlots(CHUNKS_IN_FLIGHT);
   const tokenizeBatch =
     tokenizer === undefined ? undefined : createBatchTokenizer({ tokenizer, textEncoder: deps.textEncoder ?? inlineEncoder(tokenizer), padTo, batchSize: settings.batchSize });
 
@@ -141,7 +160,9 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
       splitIndex,
       attempt,
       batchRows: maxBatchRows,
-      npyBuffers,
+      fileBuffers,
+      ipcScratch,
+      chunkSlots,
       table: { dims, outDtype: settings.outDtype, hasText: tokenizer !== undefined, hasImage: preprocess !== undefined },
     });
     const counts: SplitCounts = { rows: 0, ok: 0, reused: 0, failedByReason: {} };
@@ -151,6 +172,8 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
     const vectors: BatchVectors = {
       text: tokenizer !== undefined ? new Float32Array(maxBatchRows * dims) : undefined,
       image: preprocess !== undefined ? new Float32Array(maxBatchRows * dims) : undefined,
+      textOutputs: tokenizer !== undefined ? sharedFloats(maxBatchRows * dims) : undefined,
+      imageOutputs: preprocess !== undefined ? sharedFloats(maxBatchRows * dims) : undefined,
     };
     const splitRange = { index: split.index, key, etag: input.etag, start: split.start, end: split.end, objectSize: input.size };
     const groups = readSplitLineGroups(store, splitRange, { maxLineBytes: settings.maxLineBytes })[Symbol.asyncIterator]();
@@ -256,10 +279,16 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
       const per = pixelsPerImage;
       for (let i = 0; i < batch.imageRows.length; i += settings.batchSize) {
         const count = Math.min(settings.batchSize, batch.imageRows.length - i);
-        imageCalls.push(embedder.embedImages(batch.pixels.subarray(i * per, (i + count) * per), count, preprocess.outHeight, preprocess.outWidth));
+        const into = vectors.imageOutputs?.subarray(i * dims, (i + count) * dims);
+        imageCalls.push(embedder.embedImages(batch.pixels.subarray(i * per, (i + count) * per), count, preprocess.outHeight, preprocess.outWidth, into));
       }
     }
-    const textCalls = batch.textGroups.map((g) => embedder.embedText(g.tokens));
+    let textAt = 0;
+    const textCalls = batch.textGroups.map((g) => {
+      const into = vectors.textOutputs?.subarray(textAt * dims, (textAt + g.tokens.batch) * dims);
+      textAt += g.tokens.batch;
+      return embedder.embedText(g.tokens, into);
+    });
     const outs = await allSettledOrThrow([...textCalls, ...imageCalls]);
     const textOuts = outs.slice(0, textCalls.length);
     const imageOuts = outs.slice(textCalls.length);
@@ -292,6 +321,11 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
     if (settings.normalize) l2NormalizeRows(values, dims);
     rows.forEach((r, j) => out.set(values.subarray(j * dims, (j + 1) * dims), r * dims));
   }
+}
+
+/** A zeroed float array in memory the inference thread can write into. */
+function sharedFloats(length: number): Float32Array {
+  return new Float32Array(new SharedArrayBuffer(length * Float32Array.BYTES_PER_ELEMENT));
 }
 
 /** Encodes on the event loop: only with a whole tokenizer, as tests and tools give. */

@@ -1,8 +1,11 @@
 import { CommitError, VecmillError } from '@vecmill/shared/errors';
 import { EmbeddingTable, EmbeddingTableBuilder, type EmbeddedBatch, type EmbeddingTableOptions } from '@vecmill/shared/formats/embedding-table';
 import { MAX_SPLITS, outputKeys, readPlan, splitNameWidth } from '@vecmill/shared/run-plan';
+import { IpcScratch } from '@vecmill/shared/formats/ipc-scratch';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
-import { chunkFiles, NpyBufferPool, type ChunkLayout } from './chunk-files.js';
+import { chunkFiles, type ChunkLayout } from './chunk-files.js';
+import type { ChunkSlots } from './chunk-slots.js';
+import { FileBufferPool } from './file-buffer-pool.js';
 import type { StagedFile } from './shard-commit.js';
 
 /** How large one chunk of a split may grow before its files are built and staged. */
@@ -13,8 +16,8 @@ export interface ShardChunkOptions {
    * Approximate in-memory bytes of a chunk (embeddings, hashes, strings), checked after each
    * batch. Default 4 MiB: about 1,340 rows of one 768-dim float32 tower, 1,000 of two 512-dim
    * ones. Every split in flight holds a chunk being filled (in buffers sized once for the cap plus
-   * one batch) plus, while it is encoded and uploaded, about three more copies of its size (two
-   * reused `.npy` buffers among them); Parquet encoding runs in 32-bit WebAssembly, whose memory
+   * one batch) plus, while it is encoded and uploaded, its files (its Parquet part and `.npy` in
+   * reused buffers); Parquet encoding runs in 32-bit WebAssembly, whose memory
    * never shrinks and grows to about five chunks, and it blocks the event loop. Measured on 78k
    * captions with a 768-dim tower: peak RSS 480 MiB at 16 MiB chunks (115 MiB of it WebAssembly),
    * 411 at 8, 324 at 4 (28 MiB WebAssembly), 317 at 2; a second split in flight adds about 16 MiB
@@ -45,25 +48,30 @@ export interface ShardWriterOptions {
    * doubling, which both overshoots and leaves the smaller buffers behind as garbage.
    */
   readonly batchRows?: number;
-  /** Where chunks build their `.npy` files: shared by the splits of a run (the embed processor's); a pool of its own when absent. */
-  readonly npyBuffers?: NpyBufferPool;
+  /** Where chunks keep their Parquet part and `.npy` files: shared by the splits of a run (the embed processor's); a pool of its own when absent. */
+  readonly fileBuffers?: FileBufferPool;
+  /** Where chunks lay out their tables for parquet-wasm: shared by the splits of a run (encodes are synchronous); one of its own when absent. */
+  readonly ipcScratch?: IpcScratch;
+  /** How many chunks of the run are built and uploaded at once, shared by its splits; unbounded across splits when absent. */
+  readonly chunkSlots?: ChunkSlots;
 }
 
 /**
  * Streams a split's rows into bounded chunks as they are embedded: rows go into one reused
  * `EmbeddingTableBuilder` until a chunk is full; the chunk's final files (`chunkFiles`: Parquet
  * part, `.npy` + metadata, errors, feature TSVs, as plan.json asks) are then built in memory and
- * staged under attempt-unique keys while the next chunk fills. At most one finished chunk waits
- * for its uploads, so memory is two chunks' files whatever the split's size. `finish` returns the
- * staged files for the marker; `commitShard` promotes them to their final keys.
+ * staged under attempt-unique keys while the next chunk fills. A chunk's files are built only once
+ * the previous chunk's uploads are done, so memory is one chunk's files whatever the split's size.
+ * `finish` returns the staged files for the marker; `commitShard` promotes them to their final keys.
  */
 export class ShardWriter {
   private readonly builder: EmbeddingTableBuilder;
   private readonly maxRows: number;
   private readonly maxBytes: number;
   private readonly done: StagedFile[] = [];
-  private readonly npyBuffers: NpyBufferPool;
-  /** The `.npy` bytes of a full chunk: every buffer taken is this large, so any buffer given back fits any later chunk. */
+  private readonly fileBuffers: FileBufferPool;
+  private readonly ipcScratch: IpcScratch;
+  /** The `.npy` bytes of a full chunk: every buffer taken is at least this large, so buffers given back fit later chunks' files. */
   private readonly npyChunkBytes: number;
   private upload: Promise<void> | undefined;
   private layout: Promise<Omit<ChunkLayout, 'chunkIndex'>> | undefined;
@@ -84,7 +92,8 @@ export class ShardWriter {
     const underCap = Math.ceil(maxBytes / EmbeddingTableBuilder.minRowBytes(options.table)) - 1;
     const expectedRows = options.batchRows === undefined ? 1024 : underCap + options.batchRows;
     this.builder = new EmbeddingTableBuilder({ ...options.table, expectedRows: Math.min(maxRows, expectedRows) });
-    this.npyBuffers = options.npyBuffers ?? new NpyBufferPool();
+    this.fileBuffers = options.fileBuffers ?? new FileBufferPool();
+    this.ipcScratch = options.ipcScratch ?? new IpcScratch();
     this.npyChunkBytes = NPY_HEADER_BYTES + Math.min(maxRows, expectedRows) * options.table.dims * (options.table.outDtype === 'float16' ? 2 : 4);
   }
 
@@ -125,22 +134,36 @@ export class ShardWriter {
 
   private async flush(): Promise<void> {
     const t0 = performance.now();
+    // The previous chunk's uploads end before this chunk's files are built: its buffers are back
+    // in the pool first, so a split holds one chunk's files at a time. They had the time this
+    // chunk took to fill, so this rarely waits.
+    await this.upload;
     const layout = { ...(await this.chunkLayout()), chunkIndex: this.chunks++ };
+    // The slot is held from building the files until their uploads are done, whichever way.
+    const release = (await this.options.chunkSlots?.acquire()) ?? (() => undefined);
     const table = new EmbeddingTable(this.builder.build());
     const taken: Uint8Array[] = [];
-    const files = await chunkFiles(table, this.lines, layout, (bytes) => {
-      const buffer = this.npyBuffers.take(Math.max(bytes, this.npyChunkBytes));
+    const file = (bytes: number): Uint8Array => {
+      const buffer = this.fileBuffers.take(Math.max(bytes, this.npyChunkBytes));
       taken.push(buffer);
       return buffer.subarray(0, bytes);
-    });
+    };
+    let files;
+    try {
+      files = await chunkFiles(table, this.lines, layout, { file, ipc: this.ipcScratch });
+    } catch (err) {
+      release();
+      throw err;
+    }
     this.lines += table.numRows;
     this.builder.reset();
     const staged = files.map((f) => ({ ...f, staged: outputKeys.staged(this.options.splitIndex, this.options.attempt, f.key) }));
     for (const { bytes, ...f } of staged) this.done.push({ ...f, bytes: bytes.byteLength });
-    await this.upload;
-    // The `.npy` buffers go back once every upload of the chunk is done; after a failure some may
-    // still be read by the others, so they are left to the garbage collector.
-    this.upload = Promise.all(staged.map((f) => this.store.put(f.staged, f.bytes))).then(() => this.npyBuffers.give(taken));
+    // The buffers go back once every upload of the chunk is done; after a failure some may still
+    // be read by the others, so they are left to the garbage collector.
+    this.upload = Promise.all(staged.map((f) => this.store.put(f.staged, f.bytes)))
+      .then(() => this.fileBuffers.give(taken))
+      .finally(release);
     // Marked handled here; `finish` or the next flush awaits it and rethrows its failure.
     this.upload.catch(() => undefined);
     this.elapsed += performance.now() - t0;

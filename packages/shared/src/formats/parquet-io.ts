@@ -1,6 +1,7 @@
 import * as arrow from 'apache-arrow';
 import * as parquet from 'parquet-wasm';
 import { InputError, VecmillError } from '../errors.js';
+import type { IpcScratch } from './ipc-scratch.js';
 
 /** Page compression codec. */
 export type ParquetCompression = 'zstd' | 'snappy' | 'none';
@@ -41,9 +42,10 @@ const CODECS: Record<ParquetCompression, parquet.Compression> = {
  * Arrow schema travels in the file's metadata, so FixedSizeList<Float32|Float16> and dictionary
  * columns come back with the same types. The whole table passes through WebAssembly memory,
  * which never shrinks and tops out at 4 GiB: write tables of at most a few hundred MB (the
- * merger writes parts, not one giant file).
+ * merger writes parts, not one giant file). With `scratch`, the IPC stream is laid out in its
+ * reused memory instead of a new buffer of the table's size (see `IpcScratch`).
  */
-export function writeParquet(table: arrow.Table, options: ParquetWriteOptions = {}): Uint8Array {
+export function writeParquet(table: arrow.Table, options: ParquetWriteOptions = {}, scratch?: IpcScratch): Uint8Array {
   const { compression, rowGroupRows } = { ...DEFAULT_PARQUET_WRITE_OPTIONS, ...options };
   if (!Number.isInteger(rowGroupRows) || rowGroupRows <= 0) {
     throw new VecmillError('E_INTERNAL', `rowGroupRows must be a positive integer, got ${rowGroupRows}`);
@@ -63,7 +65,7 @@ export function writeParquet(table: arrow.Table, options: ParquetWriteOptions = 
     if (!nested) builder = builder.setColumnStatisticsEnabled(field.name, parquet.EnabledStatistics.Chunk).setColumnDictionaryEnabled(field.name, true);
   }
   const properties = builder.build();
-  const wasmTable = parquet.Table.fromIPCStream(arrow.tableToIPC(table, 'stream'));
+  const wasmTable = parquet.Table.fromIPCStream(scratch?.streamOf(table) ?? arrow.tableToIPC(table, 'stream'));
   return parquet.writeParquet(wasmTable, properties);
 }
 

@@ -29,10 +29,18 @@ export interface LineReaderOptions {
    * straddles it. Default 1 MiB: a typical image line fits in one or two requests.
    */
   readAheadBytes?: number;
+  /**
+   * Most lines `readSplitLineGroups` puts in one group. Default 512: a group's line objects are
+   * made when it is yielded, so this bounds how many exist ahead of their consumer (a 1 MiB chunk
+   * of short captions holds tens of thousands of lines, which, made at once, outlive the young
+   * generation and leave the collector megabytes of old garbage per chunk and split).
+   */
+  maxGroupLines?: number;
 }
 
 export const DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_READ_AHEAD_BYTES = 1024 * 1024;
+export const DEFAULT_MAX_GROUP_LINES = 512;
 
 const NEWLINE = 0x0a;
 const CARRIAGE_RETURN = 0x0d;
@@ -57,13 +65,14 @@ export async function* readSplitLines(store: ObjectStore, split: Split, options:
 }
 
 /**
- * The lines of `readSplitLines`, in the same order, grouped by the chunk they end in: one `await`
- * per chunk instead of one per line, which for short captions cost more than finding the lines.
- * Groups are never empty.
+ * The lines of `readSplitLines`, in the same order, grouped by the chunk they end in, at most
+ * `maxGroupLines` a group: one `await` per group instead of one per line, which for short
+ * captions cost more than finding the lines. Groups are never empty.
  */
 export async function* readSplitLineGroups(store: ObjectStore, split: Split, options: LineReaderOptions = {}): AsyncGenerator<SplitLine[]> {
   const maxLineBytes = positiveInteger(options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES, 'maxLineBytes');
   const readAheadBytes = positiveInteger(options.readAheadBytes ?? DEFAULT_READ_AHEAD_BYTES, 'readAheadBytes');
+  const maxGroupLines = positiveInteger(options.maxGroupLines ?? DEFAULT_MAX_GROUP_LINES, 'maxGroupLines', 'lines');
   const { start, end } = split;
   if (start >= end) return;
 
@@ -78,7 +87,7 @@ export async function* readSplitLineGroups(store: ObjectStore, split: Split, opt
 
   for await (const chunk of rangeChunks(store, split, position, readAheadBytes)) {
     let from = 0;
-    const group: SplitLine[] = [];
+    let group: SplitLine[] = [];
     while (from < chunk.length) {
       const newline = chunk.indexOf(NEWLINE, from);
       if (seeking) {
@@ -110,6 +119,10 @@ export async function* readSplitLineGroups(store: ObjectStore, split: Split, opt
       lineStart = position + newline + 1;
       if (lineStart >= end) break;
       from = newline + 1;
+      if (group.length === maxGroupLines) {
+        yield group;
+        group = [];
+      }
     }
     if (group.length > 0) yield group;
     if (lineStart >= end) return;
@@ -164,9 +177,9 @@ function tooLongLine(offset: number): SplitLine {
   return { offset, bytes: Buffer.alloc(0), tooLong: true };
 }
 
-function positiveInteger(value: number, name: string): number {
+function positiveInteger(value: number, name: string, unit = 'bytes'): number {
   if (!Number.isSafeInteger(value) || value <= 0) {
-    throw new ConfigError(`line reader option ${name} must be a positive whole number of bytes, got ${String(value)}`, { [name]: String(value) });
+    throw new ConfigError(`line reader option ${name} must be a positive whole number of ${unit}, got ${String(value)}`, { [name]: String(value) });
   }
   return value;
 }

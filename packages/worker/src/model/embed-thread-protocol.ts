@@ -21,9 +21,14 @@ export interface EmbedThreadReady {
   readonly textTakesMask: boolean;
 }
 
+/**
+ * A model call. With `into` (a view over a SharedArrayBuffer of `batch × dims` floats), the thread
+ * writes the vectors there and answers with that view: the caller's reused memory, no array
+ * allocated per call on either side.
+ */
 export type EmbedRequest =
-  | { readonly kind: 'text'; readonly id: number; readonly ids: BigInt64Array; readonly batch: number; readonly seqLen: number; readonly lengths: readonly number[] }
-  | { readonly kind: 'image'; readonly id: number; readonly pixels: Float32Array; readonly batch: number; readonly height: number; readonly width: number };
+  | { readonly kind: 'text'; readonly id: number; readonly ids: BigInt64Array; readonly batch: number; readonly seqLen: number; readonly lengths: readonly number[]; readonly into: Float32Array | undefined }
+  | { readonly kind: 'image'; readonly id: number; readonly pixels: Float32Array; readonly batch: number; readonly height: number; readonly width: number; readonly into: Float32Array | undefined };
 
 export type EmbedResponse =
   | { readonly kind: 'result'; readonly id: number; readonly values: Float32Array }

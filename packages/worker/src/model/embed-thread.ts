@@ -94,7 +94,9 @@ async function main(): Promise<void> {
       const req = queue.shift() as EmbedRequest;
       try {
         const values = req.kind === 'text' ? await runText(req) : await runImage(req);
-        port!.postMessage({ kind: 'result', id: req.id, values } satisfies EmbedThreadMessage, [values.buffer as ArrayBuffer]);
+        // A view over shared memory is shared again, not copied; an array of our own is transferred.
+        const transfer = values.buffer instanceof SharedArrayBuffer ? [] : [values.buffer as ArrayBuffer];
+        port!.postMessage({ kind: 'result', id: req.id, values } satisfies EmbedThreadMessage, transfer);
       } catch (err) {
         port!.postMessage({ kind: 'error', id: req.id, message: (err as Error).message } satisfies EmbedThreadMessage);
       }
@@ -120,7 +122,7 @@ async function main(): Promise<void> {
       feeds['position_ids'] = new ort.Tensor('int64', pos, [req.batch, req.seqLen]);
     }
     const out = await text.run(feeds, [textOut]);
-    return toFloat32(out[textOut]);
+    return toFloat32(out[textOut], req.into);
   }
 
   /**
@@ -140,7 +142,7 @@ async function main(): Promise<void> {
   async function runImage(req: Extract<EmbedRequest, { kind: 'image' }>): Promise<Float32Array> {
     if (vision === undefined || visionOut === undefined) throw new Error('this run has no vision model');
     const out = await vision.run({ pixel_values: new ort.Tensor('float32', ownPixels(req.pixels), [req.batch, 3, req.height, req.width]) }, [visionOut]);
-    return toFloat32(out[visionOut]);
+    return toFloat32(out[visionOut], req.into);
   }
 
   let received = 0;
@@ -151,11 +153,18 @@ async function main(): Promise<void> {
   });
 }
 
-/** Copies the output into a fresh Float32Array we own (ORT's buffer must not be transferred). */
-function toFloat32(t: ort.Tensor | undefined): Float32Array {
+/**
+ * Copies the output into the caller's shared `into` when given (it must hold exactly the output),
+ * else into a fresh Float32Array we own (ORT's buffer must not be transferred).
+ */
+function toFloat32(t: ort.Tensor | undefined, into: Float32Array | undefined): Float32Array {
   if (t === undefined) throw new Error('the model produced no output');
   if (t.type !== 'float32') throw new Error(`the model output is ${t.type}; vecmill reads float32 outputs (use an fp32-io export)`);
-  return new Float32Array(t.data as Float32Array);
+  const data = t.data as Float32Array;
+  if (into === undefined) return new Float32Array(data);
+  if (into.length !== data.length) throw new Error(`the model produced ${data.length} values where ${into.length} were expected`);
+  into.set(data);
+  return into;
 }
 
 main().catch((err: unknown) => {

@@ -21,10 +21,14 @@ export interface Embedder {
   readonly textTakesMask: boolean;
   /** Which execution provider actually runs the sessions (after any fallback). */
   readonly device: 'cpu' | 'cuda';
-  /** `batch * dims` floats, row-major. */
-  embedText(tokens: TokenBatch): Promise<Float32Array>;
-  /** `pixels` is `[batch, 3, height, width]` float32; returns `batch * dims` floats, row-major. */
-  embedImages(pixels: Float32Array, batch: number, height: number, width: number): Promise<Float32Array>;
+  /**
+   * `batch * dims` floats, row-major. With `into` (a view over a SharedArrayBuffer of that many
+   * floats, which the caller reuses call after call), an embedder may write the vectors there and
+   * return it instead of allocating an array per call; callers read whichever array is returned.
+   */
+  embedText(tokens: TokenBatch, into?: Float32Array): Promise<Float32Array>;
+  /** `pixels` is `[batch, 3, height, width]` float32; returns `batch * dims` floats, row-major (`into` as for `embedText`). */
+  embedImages(pixels: Float32Array, batch: number, height: number, width: number, into?: Float32Array): Promise<Float32Array>;
   close(): Promise<void>;
 }
 

@@ -107,18 +107,28 @@ export class OnnxEmbedder implements Embedder {
     return this.failure === undefined && this.sessions.some((s) => s.worker !== undefined);
   }
 
-  embedText(tokens: TokenBatch): Promise<Float32Array> {
+  /** With `into` over a SharedArrayBuffer, the inference thread writes the vectors there (see `Embedder`). */
+  embedText(tokens: TokenBatch, into?: Float32Array): Promise<Float32Array> {
     const ids = tokens.ids.slice();
-    return this.request({ kind: 'text', id: this.nextId++, ids, batch: tokens.batch, seqLen: tokens.seqLen, lengths: tokens.lengths }, [ids.buffer]);
+    return this.request({ kind: 'text', id: this.nextId++, ids, batch: tokens.batch, seqLen: tokens.seqLen, lengths: tokens.lengths, into: this.output(into, tokens.batch) }, [ids.buffer]);
   }
 
   /**
    * A batch tensor over a SharedArrayBuffer is shared with the inference thread, not transferred:
    * the caller gets it back to reuse once the promise settles. Any other buffer is transferred.
    */
-  embedImages(pixels: Float32Array, batch: number, height: number, width: number): Promise<Float32Array> {
+  embedImages(pixels: Float32Array, batch: number, height: number, width: number, into?: Float32Array): Promise<Float32Array> {
     const transfer = pixels.buffer instanceof SharedArrayBuffer ? [] : [pixels.buffer as ArrayBuffer];
-    return this.request({ kind: 'image', id: this.nextId++, pixels, batch, height, width }, transfer);
+    return this.request({ kind: 'image', id: this.nextId++, pixels, batch, height, width, into: this.output(into, batch) }, transfer);
+  }
+
+  /** `into` when the thread can write into it: shared memory of exactly `batch × dims` floats; else a fresh array is answered. */
+  private output(into: Float32Array | undefined, batch: number): Float32Array | undefined {
+    if (into === undefined) return undefined;
+    if (!(into.buffer instanceof SharedArrayBuffer) || into.length !== batch * this.dims) {
+      throw new VecmillError('E_INTERNAL', `an output buffer must be ${batch} × ${this.dims} floats over a SharedArrayBuffer, got ${into.length} floats`);
+    }
+    return into;
   }
 
   async close(): Promise<void> {
