@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makeDataset } from '@vecmill/tools/datagen/make-dataset';
@@ -64,6 +64,20 @@ describe('--reuse: incremental nightly runs', () => {
     await assert.rejects(runEmbedded(runConfig(args('night1.tsv', 'out5', ['--reuse', join(dir, 'out1'), '--no-normalize'])), () => undefined), {
       code: 'E_CONFIG',
       message: /different normalization/,
+    });
+  });
+
+  it('refuses an output of earlier vecmill, whose CMYK images were converted another way', async () => {
+    // The same output as vecmill before 2026-12-07 wrote it: its settings do not name a CMYK conversion.
+    const old = join(dir, 'out1-old');
+    cpSync(join(dir, 'out1'), old, { recursive: true });
+    const manifest = JSON.parse(readFileSync(join(old, 'manifest.json'), 'utf8')) as { settings: Record<string, unknown> };
+    assert.equal(manifest.settings['cmykConversion'], 'pillow', 'a manifest written now names the conversion');
+    delete manifest.settings['cmykConversion'];
+    writeFileSync(join(old, 'manifest.json'), JSON.stringify(manifest));
+    await assert.rejects(runEmbedded(runConfig(args('night1.tsv', 'out7', ['--reuse', old])), () => undefined), {
+      code: 'E_CONFIG',
+      message: /different CMYK conversion/,
     });
   });
 

@@ -79,6 +79,7 @@ export async function planFromRunConfig(run: RunConfig, opened: OpenedOutput, cw
       fastDecode: run.fastDecode,
       maxLineBytes: run.maxLineBytes,
       trimText: run.trimText,
+      cmykConversion: 'pillow',
       formats: run.formats,
     },
     runId: run.runId,

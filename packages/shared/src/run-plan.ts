@@ -24,6 +24,12 @@ export interface EmbedSettings {
   /** Pad each text batch only to its longest caption when the graph allows it. */
   readonly trimText: boolean;
   readonly formats: readonly OutputFormat[];
+  /**
+   * How CMYK images become RGB: 'pillow', as PIL's `convert("RGB")` does (vecmill since
+   * 2026-12-07). Absent from the plans and manifests of earlier vecmill, which converted CMYK
+   * through sRGB with colour management, so `--reuse` can refuse to mix the two.
+   */
+  readonly cmykConversion?: 'pillow';
 }
 
 /** One input object as planned: its etag pins the content the splits refer to. */

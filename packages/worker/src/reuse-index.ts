@@ -2,7 +2,7 @@ import { ConfigError } from '@vecmill/shared/errors';
 import { float16ToFloat32 } from '@vecmill/shared/formats/float16';
 import { readEmbeddingTable, type EmbeddingTable, type Modality } from '@vecmill/shared/formats/embedding-table';
 import { readManifestIfPublished, type Manifest } from '@vecmill/shared/manifest';
-import type { RunPlan } from '@vecmill/shared/run-plan';
+import { modalities, type RunPlan } from '@vecmill/shared/run-plan';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
 
 /** Finds an embedding computed by an earlier run for the same content, or undefined. */
@@ -93,5 +93,8 @@ function incompatibility(m: Manifest, plan: RunPlan): string | undefined {
   if (m.settings.trimText !== plan.settings.trimText) return '--no-trim-text';
   if (m.model.contextLength !== plan.model.contextLength) return '--context-length';
   if (m.dtype !== plan.settings.outDtype) return '--out-dtype';
+  if (modalities(plan.settings.kind).image && m.settings.cmykConversion !== plan.settings.cmykConversion) {
+    return 'CMYK conversion (vecmill before 2026-12-07 converted CMYK images through sRGB; they now convert as Pillow does)';
+  }
   return undefined;
 }
