@@ -119,11 +119,45 @@ static napi_value type_error(napi_env env, const char *message) {
   return NULL;
 }
 
-static void begin(struct jpeg_decompress_struct *cinfo, struct failure_mgr *err) {
-  cinfo->err = jpeg_std_error(&err->pub);
-  err->pub.error_exit = fail_exit;
-  err->pub.emit_message = fail_on_warning;
-  err->pub.output_message = silent_output;
+/* What runs on an opened decompressor whose header is read; returns 1 on success. */
+typedef int (*decompress_body)(j_decompress_ptr cinfo, void *context);
+
+/*
+ * Opens a decompressor on src, reads the header (saving APP1 segments when saveExif), runs body
+ * and destroys the decompressor. The setjmp lives here, in the frame that stays active while body
+ * runs, so any libjpeg error or warning in either lands back here: returns 0, printing nothing.
+ */
+static int run_decompressor(const unsigned char *src, size_t length, int saveExif, decompress_body body, void *context) {
+  struct jpeg_decompress_struct cinfo;
+  struct failure_mgr err;
+  cinfo.err = jpeg_std_error(&err.pub);
+  err.pub.error_exit = fail_exit;
+  err.pub.emit_message = fail_on_warning;
+  err.pub.output_message = silent_output;
+  if (setjmp(err.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    return 0;
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, src, (unsigned long)length);
+  if (saveExif) jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xffff);
+  jpeg_read_header(&cinfo, TRUE);
+  int ok = body(&cinfo, context);
+  jpeg_destroy_decompress(&cinfo);
+  return ok;
+}
+
+/* header()'s body: the fields, from a decompressor whose header is read. */
+static int read_fields(j_decompress_ptr cinfo, void *context) {
+  int32_t *out = context;
+  out[0] = (int32_t)cinfo->image_width;
+  out[1] = (int32_t)cinfo->image_height;
+  out[2] = cinfo->num_components;
+  out[3] = (int32_t)cinfo->jpeg_color_space;
+  out[4] = cinfo->data_precision;
+  out[5] = exif_orientation(cinfo);
+  out[6] = cinfo->saw_Adobe_marker ? 1 : 0;
+  return 1;
 }
 
 static napi_value header(napi_env env, napi_callback_info info) {
@@ -139,29 +173,8 @@ static napi_value header(napi_env env, napi_callback_info info) {
   size_t offset;
   if (napi_get_typedarray_info(env, argv[1], &type, &outLength, &outPtr, &ab, &offset) != napi_ok || type != napi_int32_array || outLength < 7)
     return type_error(env, "header(bytes: Uint8Array, out: Int32Array(7))");
-  int32_t *out = outPtr;
   if (srcLength == 0) return js_bool(env, 0);
-
-  struct jpeg_decompress_struct cinfo;
-  struct failure_mgr err;
-  begin(&cinfo, &err);
-  if (setjmp(err.jump)) {
-    jpeg_destroy_decompress(&cinfo);
-    return js_bool(env, 0);
-  }
-  jpeg_create_decompress(&cinfo);
-  jpeg_mem_src(&cinfo, src, (unsigned long)srcLength);
-  jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xffff);
-  jpeg_read_header(&cinfo, TRUE);
-  out[0] = (int32_t)cinfo.image_width;
-  out[1] = (int32_t)cinfo.image_height;
-  out[2] = cinfo.num_components;
-  out[3] = (int32_t)cinfo.jpeg_color_space;
-  out[4] = cinfo.data_precision;
-  out[5] = exif_orientation(&cinfo);
-  out[6] = cinfo.saw_Adobe_marker ? 1 : 0;
-  jpeg_destroy_decompress(&cinfo);
-  return js_bool(env, 1);
+  return js_bool(env, run_decompressor(src, srcLength, 1, read_fields, outPtr));
 }
 
 /*
@@ -239,6 +252,79 @@ static inline void cmyk_inverted_to_rgb(const JSAMPLE *from, unsigned char *to) 
   to[2] = (unsigned char)(b < 0 ? 0 : b > 255 ? 255 : b);
 }
 
+/* What decode() asks of the decompressor. */
+struct decode_request {
+  unsigned char *dest;
+  size_t destLength;
+  int32_t eighths, orientation;
+  const int32_t *region;
+};
+
+/* decode()'s body: the pixels, from a decompressor whose header is read; 0 when it declines the image. */
+static int write_pixels(j_decompress_ptr cinfo, void *context) {
+  const struct decode_request *req = context;
+  int cmyk = (cinfo->jpeg_color_space == JCS_CMYK || cinfo->jpeg_color_space == JCS_YCCK) && cinfo->saw_Adobe_marker;
+  if (cinfo->jpeg_color_space != JCS_YCbCr && cinfo->jpeg_color_space != JCS_GRAYSCALE && !cmyk) return 0;
+  cinfo->out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
+  cinfo->scale_num = (unsigned)req->eighths;
+  cinfo->scale_denom = 8;
+  jpeg_calc_output_dimensions(cinfo);
+  size_t stride = (size_t)cinfo->output_width * 3;
+  if (cinfo->output_components != (cmyk ? 4 : 3) || stride * cinfo->output_height != req->destLength) return 0;
+  jpeg_start_decompress(cinfo);
+  JDIMENSION outHeight = cinfo->output_height, endRow = outHeight, firstColumn = 0, columns = cinfo->output_width;
+  if (req->region != NULL) crop(cinfo, req->region, &firstColumn, &columns, &endRow);
+  if (req->orientation == 1) {
+    /* Rows are read straight into place (RGB), or through one row of libjpeg's pool and converted (CMYK). */
+    JSAMPARRAY cmykRow = cmyk ? (*cinfo->mem->alloc_sarray)((j_common_ptr)cinfo, JPOOL_IMAGE, columns * 4, 1) : NULL;
+    JSAMPROW rows[16];
+    while (cinfo->output_scanline < endRow) {
+      unsigned char *at = req->dest + (size_t)cinfo->output_scanline * stride + (size_t)firstColumn * 3;
+      if (cmyk) {
+        jpeg_read_scanlines(cinfo, cmykRow, 1);
+        const JSAMPLE *from = cmykRow[0];
+        for (JDIMENSION x = 0; x < columns; x++, from += 4, at += 3) cmyk_inverted_to_rgb(from, at);
+        continue;
+      }
+      JDIMENSION n = endRow - cinfo->output_scanline;
+      if (n > 16) n = 16;
+      for (JDIMENSION i = 0; i < n; i++) rows[i] = at + (size_t)i * stride;
+      jpeg_read_scanlines(cinfo, rows, n);
+    }
+    /*
+     * The rows below the region are skipped, not abandoned, and the last one is read: a skip to
+     * the very end would not decode the entropy data, so damage there would go unreported.
+     */
+    if (cinfo->output_scanline < outHeight) {
+      if (outHeight - cinfo->output_scanline > 1) jpeg_skip_scanlines(cinfo, outHeight - cinfo->output_scanline - 1);
+      JSAMPARRAY last = (*cinfo->mem->alloc_sarray)((j_common_ptr)cinfo, JPOOL_IMAGE, columns * (JDIMENSION)cinfo->output_components, 1);
+      jpeg_read_scanlines(cinfo, last, 1);
+    }
+  } else {
+    /* One row at a time through a row of libjpeg's own pool (freed with the decompressor), then converted and scattered. */
+    JSAMPARRAY row = (*cinfo->mem->alloc_sarray)((j_common_ptr)cinfo, JPOOL_IMAGE, (JDIMENSION)(cinfo->output_width * cinfo->output_components), 1);
+    ptrdiff_t width = cinfo->output_width, height = cinfo->output_height;
+    while (cinfo->output_scanline < cinfo->output_height) {
+      ptrdiff_t sy = cinfo->output_scanline, start, step;
+      jpeg_read_scanlines(cinfo, row, 1);
+      orient_row(req->orientation, width, height, sy, &start, &step);
+      unsigned char *to = req->dest + start;
+      const JSAMPLE *from = row[0];
+      if (cmyk) {
+        for (ptrdiff_t sx = 0; sx < width; sx++, from += 4, to += step) cmyk_inverted_to_rgb(from, to);
+      } else {
+        for (ptrdiff_t sx = 0; sx < width; sx++, from += 3, to += step) {
+          to[0] = from[0];
+          to[1] = from[1];
+          to[2] = from[2];
+        }
+      }
+    }
+  }
+  jpeg_finish_decompress(cinfo);
+  return 1;
+}
+
 static napi_value decode(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5];
@@ -253,83 +339,8 @@ static napi_value decode(napi_env env, napi_callback_info info) {
     return type_error(env, "decode(bytes: Uint8Array, eighths: 1..8, dest: Uint8Array, orientation: 1..8, region?: Int32Array(4) with orientation 1)");
   if (srcLength == 0) return js_bool(env, 0);
 
-  struct jpeg_decompress_struct cinfo;
-  struct failure_mgr err;
-  begin(&cinfo, &err);
-  if (setjmp(err.jump)) {
-    jpeg_destroy_decompress(&cinfo);
-    return js_bool(env, 0);
-  }
-  jpeg_create_decompress(&cinfo);
-  jpeg_mem_src(&cinfo, src, (unsigned long)srcLength);
-  jpeg_read_header(&cinfo, TRUE);
-  int cmyk = (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) && cinfo.saw_Adobe_marker;
-  if (cinfo.jpeg_color_space != JCS_YCbCr && cinfo.jpeg_color_space != JCS_GRAYSCALE && !cmyk) {
-    jpeg_destroy_decompress(&cinfo);
-    return js_bool(env, 0);
-  }
-  cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
-  cinfo.scale_num = (unsigned)eighths;
-  cinfo.scale_denom = 8;
-  jpeg_calc_output_dimensions(&cinfo);
-  size_t stride = (size_t)cinfo.output_width * 3;
-  if (cinfo.output_components != (cmyk ? 4 : 3) || stride * cinfo.output_height != destLength) {
-    jpeg_destroy_decompress(&cinfo);
-    return js_bool(env, 0);
-  }
-  jpeg_start_decompress(&cinfo);
-  JDIMENSION outHeight = cinfo.output_height, endRow = outHeight, firstColumn = 0, columns = cinfo.output_width;
-  if (region != NULL) crop(&cinfo, region, &firstColumn, &columns, &endRow);
-  if (orientation == 1) {
-    /* Rows are read straight into place (RGB), or through one row of libjpeg's pool and converted (CMYK). */
-    JSAMPARRAY cmykRow = cmyk ? (*cinfo.mem->alloc_sarray)((j_common_ptr)&cinfo, JPOOL_IMAGE, columns * 4, 1) : NULL;
-    JSAMPROW rows[16];
-    while (cinfo.output_scanline < endRow) {
-      unsigned char *at = dest + (size_t)cinfo.output_scanline * stride + (size_t)firstColumn * 3;
-      if (cmyk) {
-        jpeg_read_scanlines(&cinfo, cmykRow, 1);
-        const JSAMPLE *from = cmykRow[0];
-        for (JDIMENSION x = 0; x < columns; x++, from += 4, at += 3) cmyk_inverted_to_rgb(from, at);
-        continue;
-      }
-      JDIMENSION n = endRow - cinfo.output_scanline;
-      if (n > 16) n = 16;
-      for (JDIMENSION i = 0; i < n; i++) rows[i] = at + (size_t)i * stride;
-      jpeg_read_scanlines(&cinfo, rows, n);
-    }
-    /*
-     * The rows below the region are skipped, not abandoned, and the last one is read: a skip to the
-     * very end would not decode the entropy data, so damage there would go unreported.
-     */
-    if (cinfo.output_scanline < outHeight) {
-      if (outHeight - cinfo.output_scanline > 1) jpeg_skip_scanlines(&cinfo, outHeight - cinfo.output_scanline - 1);
-      JSAMPARRAY last = (*cinfo.mem->alloc_sarray)((j_common_ptr)&cinfo, JPOOL_IMAGE, columns * (JDIMENSION)cinfo.output_components, 1);
-      jpeg_read_scanlines(&cinfo, last, 1);
-    }
-  } else {
-    /* One row at a time through a row of libjpeg's own pool (freed with the decompressor), then converted and scattered. */
-    JSAMPARRAY row = (*cinfo.mem->alloc_sarray)((j_common_ptr)&cinfo, JPOOL_IMAGE, (JDIMENSION)(cinfo.output_width * cinfo.output_components), 1);
-    ptrdiff_t width = cinfo.output_width, height = cinfo.output_height;
-    while (cinfo.output_scanline < cinfo.output_height) {
-      ptrdiff_t sy = cinfo.output_scanline, start, step;
-      jpeg_read_scanlines(&cinfo, row, 1);
-      orient_row(orientation, width, height, sy, &start, &step);
-      unsigned char *to = dest + start;
-      const JSAMPLE *from = row[0];
-      if (cmyk) {
-        for (ptrdiff_t sx = 0; sx < width; sx++, from += 4, to += step) cmyk_inverted_to_rgb(from, to);
-      } else {
-        for (ptrdiff_t sx = 0; sx < width; sx++, from += 3, to += step) {
-          to[0] = from[0];
-          to[1] = from[1];
-          to[2] = from[2];
-        }
-      }
-    }
-  }
-  jpeg_finish_decompress(&cinfo);
-  jpeg_destroy_decompress(&cinfo);
-  return js_bool(env, 1);
+  struct decode_request req = {dest, destLength, eighths, orientation, region};
+  return js_bool(env, run_decompressor(src, srcLength, 0, write_pixels, &req));
 }
 
 NAPI_MODULE_INIT() {
