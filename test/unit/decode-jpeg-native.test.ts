@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 import { RowError } from '@vecmill/shared/errors';
 import { decodeJpegNative, jpegDecoderDescription, nativeJpegAvailable, readNativeJpegHeader } from '@vecmill/worker/model/decode-jpeg-native';
 import { decodeJpegWasm, jpegScaleEighths } from '@vecmill/worker/model/decode-jpeg-wasm';
@@ -45,6 +45,13 @@ print(json.dumps(out))
   const r = spawnSync(python, ['-c', script, ...paths], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   return (JSON.parse(r.stdout) as ([number, number, string] | null)[]).map((d) => (d === null ? null : d.join(':')));
+}
+
+/** Deterministic RGB noise of the given size, for JPEGs whose every pixel differs. */
+function noise(width: number, height: number): Sharp {
+  const raw = Buffer.alloc(width * height * 3);
+  for (let i = 0; i < raw.length; i++) raw[i] = (i * 2654435761) >>> 24;
+  return sharp(raw, { raw: { width, height, channels: 3 } });
 }
 
 const skipPillow = addonSkip || fixturesSkipReason() || (hasPillow ? false : 'skipped: /usr/bin/python3 has no PIL');
@@ -96,9 +103,7 @@ test('the native header agrees with sharp\'s and leaves damaged JPEGs to sharp',
 test('every EXIF orientation is undone natively exactly as sharp undoes it', { skip: addonSkip }, async () => {
   const width = 61;
   const height = 37;
-  const raw = Buffer.alloc(width * height * 3);
-  for (let i = 0; i < raw.length; i++) raw[i] = (i * 2654435761) >>> 24;
-  const stored = await sharp(raw, { raw: { width, height, channels: 3 } }).jpeg({ quality: 95 }).toBuffer();
+  const stored = await noise(width, height).jpeg({ quality: 95 }).toBuffer();
   for (let orientation = 1; orientation <= 8; orientation++) {
     const jpeg = await sharp(stored).withMetadata({ orientation }).jpeg({ quality: 95 }).toBuffer();
     const header = readNativeJpegHeader(jpeg, defaultDecodeOptions.maxPixels);
@@ -204,9 +209,7 @@ test('CMYK JPEGs convert exactly as Pillow converts them, with or without the na
   try {
     const width = 61;
     const height = 37;
-    const raw = Buffer.alloc(width * height * 3);
-    for (let i = 0; i < raw.length; i++) raw[i] = (i * 2654435761) >>> 24;
-    const cmyk = await sharp(raw, { raw: { width, height, channels: 3 } }).toColourspace('cmyk').jpeg({ quality: 90 }).toBuffer();
+    const cmyk = await noise(width, height).toColourspace('cmyk').jpeg({ quality: 90 }).toBuffer();
     const path = join(dir, 'cmyk.jpg');
     await writeFile(path, cmyk);
     const [pillow] = pillowDigests([path]);
@@ -298,9 +301,7 @@ test('a region decode gives exactly the whole decode\'s pixels inside the region
 test('a region decode still refuses a JPEG damaged outside the region', { skip: addonSkip }, async () => {
   const width = 320;
   const height = 480;
-  const raw = Buffer.alloc(width * height * 3);
-  for (let i = 0; i < raw.length; i++) raw[i] = (i * 2654435761) >>> 24;
-  const jpeg = await sharp(raw, { raw: { width, height, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+  const jpeg = await noise(width, height).jpeg({ quality: 90 }).toBuffer();
   const header = readNativeJpegHeader(jpeg, defaultDecodeOptions.maxPixels)!;
   const top = { left: 0, top: 0, width, height: 100 };
   assert.ok(decodeJpegNative(jpeg, header, 8, top) !== undefined, 'the whole file decodes with a region');
