@@ -49,12 +49,15 @@ test('damaged, non-Adobe CMYK and rotated JPEGs are left to sharp, and the decod
   assert.deepEqual([...after.data.subarray(0, 3)], [...(await decodeImage(jpeg, { format: 'jpeg', width: 64, height: 48 }, defaultDecodeOptions)).data.subarray(0, 3)]);
 });
 
-test('jpegScaleEighths picks the smallest eighth covering the target', () => {
+test('jpegScaleEighths picks the smallest of 1/8, 1/4 and 1/2 covering the target, never a scale without a SIMD inverse DCT', () => {
   assert.equal(jpegScaleEighths(512, 512, { width: 224, height: 224 }), 4);
   assert.equal(jpegScaleEighths(1411, 1411, { width: 224, height: 224 }), 2);
   assert.equal(jpegScaleEighths(741, 500, { width: 331, height: 224 }), 4);
   assert.equal(jpegScaleEighths(300, 224, { width: 300, height: 224 }), 8);
   assert.equal(jpegScaleEighths(4000, 3000, { width: 298, height: 224 }), 1);
+  // 3/8 and 6/8 would cover these targets too; libjpeg-turbo has no SIMD inverse DCT for them.
+  assert.equal(jpegScaleEighths(1000, 872, { width: 257, height: 224 }), 4);
+  assert.equal(jpegScaleEighths(451, 300, { width: 336, height: 224 }), 8);
 });
 
 test('the WebAssembly resize kernels and the JavaScript fallback agree bit for bit', () => {

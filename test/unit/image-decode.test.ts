@@ -220,7 +220,7 @@ test('the header reports the size after EXIF orientation', async () => {
   assert.deepEqual([image.width, image.height], [20, 30]);
 });
 
-test('fastDecode shrinks JPEGs on load to the smallest eighth that still covers the resize target', async () => {
+test('fastDecode shrinks JPEGs on load to the smallest of 1/8, 1/4 and 1/2 that still covers the resize target', async () => {
   const jpeg = await noise(1600, 1200).jpeg().toBuffer();
   const png = await noise(1600, 1200).png({ compressionLevel: 0 }).toBuffer();
   const target = { width: 298, height: 224 };
@@ -237,11 +237,14 @@ test('fastDecode shrinks JPEGs on load to the smallest eighth that still covers 
 
   const small = await noise(500, 400).jpeg().toBuffer();
   const smallFast = await decodeImage(small, await readImageHeader(small, fast), fast, target);
-  assert.deepEqual([smallFast.width, smallFast.height], [313, 250], '5/8 of 500x400 still covers the target');
+  assert.deepEqual([smallFast.width, smallFast.height], [500, 400], '5/8 of 500x400 would cover the target, but only halvings are taken');
+  const medium = await noise(640, 480).jpeg().toBuffer();
+  const mediumFast = await decodeImage(medium, await readImageHeader(medium, fast), fast, target);
+  assert.deepEqual([mediumFast.width, mediumFast.height], [320, 240], '4/8 of 640x480 covers the target');
 
   const cmyk = await noise(1600, 1200).toColourspace('cmyk').jpeg().toBuffer();
   const cmykFast = await decodeImage(cmyk, await readImageHeader(cmyk, fast), fast, target);
-  assert.deepEqual([cmykFast.width, cmykFast.height], [400, 300], 'an Adobe CMYK JPEG shrinks in eighths too');
+  assert.deepEqual([cmykFast.width, cmykFast.height], [400, 300], 'an Adobe CMYK JPEG shrinks on load too');
   const bare = withoutAdobeMarker(cmyk);
   const bareFast = await decodeImage(bare, await readImageHeader(bare, fast), fast, target);
   assert.ok(bareFast.width < 1600 && bareFast.width >= 2 * target.width, `CMYK without the Adobe marker goes through sharp's shrink-on-load, at ${bareFast.width}x${bareFast.height}`);

@@ -65,11 +65,14 @@ function turboJpeg(): TurboJpeg {
 }
 
 /**
- * The DCT scale `m/8` (libjpeg-turbo decodes at any eighth) with the smallest `m` that keeps
- * both sides at least `target`: the cheapest decode the exact resize can still start from.
+ * The DCT scale `m/8` with the smallest `m` of 1, 2 and 4 that keeps both sides at least
+ * `target`: the cheapest decode the exact resize can still start from. libjpeg-turbo decodes at
+ * any eighth, but only these scales (and 8) have its SIMD inverse DCTs: at 3, 5, 6 or 7 eighths
+ * the scalar ones (and 12 or 14 point ones for subsampled chroma) made a decode slower than at
+ * the next power of two.
  */
 export function jpegScaleEighths(width: number, height: number, target: PixelSize): number {
-  for (let m = 1; m < 8; m++) {
+  for (const m of [1, 2, 4]) {
     if (Math.ceil((width * m) / 8) >= target.width && Math.ceil((height * m) / 8) >= target.height) return m;
   }
   return 8;

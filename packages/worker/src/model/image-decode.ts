@@ -63,7 +63,7 @@ export interface ImageHeader {
   /**
    * An 8-bit greyscale, YCbCr or Adobe CMYK JPEG with no EXIF rotation: the native libjpeg-turbo decoder takes
    * it when built; otherwise, under `fastDecode`, libjpeg-turbo in WebAssembly decodes it at a
-   * reduced DCT scale (any eighth, where sharp shrinks by halves only).
+   * reduced DCT scale (an eighth, a quarter or a half: `jpegScaleEighths`).
    */
   readonly plainJpeg?: boolean;
   /** A CMYK image: decoded as CMYK and converted to RGB the way Pillow converts it (`cmykToRgb`). */
@@ -189,8 +189,8 @@ export async function readImageHeader(bytes: Buffer, options: DecodeOptions): Pr
 }
 
 /**
- * The size sharp decodes a JPEG at under `fastDecode` (plain JPEGs shrink further, in eighths,
- * through `decodeJpegWasm`): about twice `target`, so the exact resize
+ * The size sharp decodes a JPEG at under `fastDecode` (plain JPEGs shrink further, to the
+ * smallest of an eighth, a quarter or a half that covers it, through `decodeJpegWasm`): about twice `target`, so the exact resize
  * that follows still antialiases, or undefined when shrinking would not save enough to matter.
  */
 function fastDecodeSize(header: ImageHeader, target: PixelSize): PixelSize | undefined {
@@ -211,12 +211,12 @@ function fastDecodeSize(header: ImageHeader, target: PixelSize): PixelSize | und
  * ignored because PIL ignores them, and CLIP was trained and evaluated that way.
  *
  * `resizeTarget` is the size the caller resizes to next; only `fastDecode` uses it: a plain JPEG
- * is then decoded at the smallest eighth of its size that stays at least `resizeTarget` (the DCT
+ * is then decoded at the smallest of 1/8, 1/4 and 1/2 of its size that stays at least `resizeTarget` (the DCT
  * does most of the shrinking, the exact resize the rest), other JPEGs at about twice the target.
  * This is the path without the native decoder (`preprocessImageInto` tries that first): the exact
  * path decodes with sharp, since the WebAssembly decoder gives the same pixels but measured no
  * cheaper at full size; `fastDecode` keeps the WebAssembly decoder, so a machine without a C
- * compiler still decodes plain JPEGs at any eighth.
+ * compiler still decodes plain JPEGs at a reduced scale.
  * Throws RowError `corrupt_image` for truncated or damaged pixel data.
  */
 export async function decodeImage(bytes: Buffer, header: ImageHeader, options: DecodeOptions, resizeTarget?: PixelSize): Promise<RgbImage> {
