@@ -110,3 +110,33 @@ describe('decodeBase64Strict on large fields', () => {
     assert.throws(() => decodeBase64Strict(broken, into), (err: unknown) => err instanceof RowError && err.message.includes(`padding "=" before the end at offset ${30 - 23}`));
   });
 });
+
+describe('decodeBase64Strict finds every stray character without scanning a valid field', () => {
+  // Validation rests on the decoder's byte count: each case here would decode to a plausible
+  // image if one stray character could go unnoticed.
+  const strays = [' ', '.', '\t', '\n', '*', '\u00e9', '\u0000', '='];
+  it('at every position of fields of every length modulo 4', () => {
+    for (let bytes = 1; bytes <= 12; bytes++) {
+      const valid = Buffer.from(Array.from({ length: bytes }, (_, i) => (i * 97 + 13) & 0xff)).toString('base64url');
+      assert.deepEqual(decodeBase64Strict(valid), Buffer.from(Array.from({ length: bytes }, (_, i) => (i * 97 + 13) & 0xff)));
+      for (let at = 0; at <= valid.length; at++) {
+        for (const stray of strays) {
+          for (const field of [`${valid.slice(0, at)}${stray}${valid.slice(at)}`, `${valid.slice(0, at)}${stray}${valid.slice(at + 1)}`]) {
+            if (stray === '=' && /^[^=]*={1,2}$/.test(field) && field.replace(/=+$/, '').length % 4 !== 1 && field.length % 4 === 0) continue;
+            assert.throws(() => decodeBase64Strict(Buffer.from(field, 'latin1')), (err: unknown) => err instanceof RowError && err.reason === 'bad_base64', JSON.stringify(field));
+          }
+        }
+      }
+    }
+  });
+  it('on either side of the 64 Ki-character pieces a long field is decoded in', () => {
+    const image = Buffer.from(Array.from({ length: 150_000 }, (_, i) => (i * 2654435761) >>> 24));
+    const field = Buffer.from(image.toString('base64'));
+    assert.deepEqual(decodeBase64Strict(field), image);
+    for (const at of [0, 65_535, 65_536, 65_537, 131_071, 131_072, field.length - 1]) {
+      const broken = Buffer.from(field);
+      broken[at] = 0x2e;
+      assert.throws(() => decodeBase64Strict(broken), (err: unknown) => err instanceof RowError && err.message.includes(`invalid character "." at offset ${at}`));
+    }
+  });
+});
