@@ -60,7 +60,7 @@ describe('PreprocessPool.preprocessBatch', { skip: fixturesSkipReason() }, () =>
 
   it('writes every image into its slot, bit for bit as the inline preprocessor, with row errors in place', async () => {
     const { fields, bad } = batchFields();
-    const buffers = new PixelBatchBuffers(32, per, 1);
+    const buffers = new PixelBatchBuffers(32, per);
     const shared = buffers.acquire();
     shared.fill(Number.NaN);
     const fromPool = await pool.preprocessBatch(fields, true, shared);
@@ -76,7 +76,7 @@ describe('PreprocessPool.preprocessBatch', { skip: fixturesSkipReason() }, () =>
   });
 
   it('takes decoded bytes too (the --reuse path), and reuses a released buffer', async () => {
-    const buffers = new PixelBatchBuffers(8, per, 1);
+    const buffers = new PixelBatchBuffers(8, per);
     const first = buffers.acquire();
     buffers.release(first);
     const again = buffers.acquire();
@@ -102,7 +102,7 @@ describe('PreprocessPool.preprocessBatch', { skip: fixturesSkipReason() }, () =>
     const shifted = new Map([...bad].map(([i, reason]) => [i >= 5 ? i + 1 : i, reason]));
     const local = new Float32Array(fields.length * per);
     assertResults(await new InlinePreprocessor(spec, defaultDecodeOptions).preprocessBatch(fields, true, local), fields, shifted);
-    const buffers = new PixelBatchBuffers(fields.length, per, 3);
+    const buffers = new PixelBatchBuffers(fields.length, per);
     for (let round = 0; round < 2; round++) {
       const outs = [buffers.acquire(), buffers.acquire(), buffers.acquire()];
       const all = await Promise.all(outs.map((out) => pool.preprocessBatch(fields, true, out)));

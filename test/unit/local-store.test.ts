@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { NotFoundError, StorageError } from '@vecmill/shared/errors';
 import { LocalStore } from '@vecmill/shared/storage/local-store';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
+import { ReadBufferPool } from '@vecmill/shared/storage/read-buffer-pool';
 import { makeTempDir } from '../support/tmp.js';
 
 async function keysOf(store: ObjectStore, prefix: string): Promise<string[]> {
@@ -161,6 +162,23 @@ describe('LocalStore.readRange', () => {
     }
     assert.equal(bytes, 3 * 1024 * 1024 + 4);
     assert.ok(chunks >= 3, `expected several chunks, got ${chunks}`);
+  });
+
+  it('reads into leased buffers, clamped to the size, and refills a buffer only once it is released', async () => {
+    const pool = new ReadBufferPool({ bufferBytes: 4 });
+    const lease = pool.lease();
+    const seen: Buffer[] = [];
+    for await (const chunk of store.readRange('ten', 1, 1000, { buffers: lease })) seen.push(chunk as Buffer);
+    assert.deepEqual(seen.map((c) => c.toString()), ['1234', '5678', '9']);
+    assert.equal(new Set(seen.map((c) => c.buffer)).size, 3, 'nothing released: each read had its own buffer');
+    lease.release(9);
+    const again = pool.lease();
+    const refilled: Buffer[] = [];
+    for await (const chunk of store.readRange('ten', 0, 4, { buffers: again })) refilled.push(chunk as Buffer);
+    assert.equal(refilled[0]?.toString(), '0123');
+    assert.ok(refilled[0]?.buffer === seen[0]?.buffer || refilled[0]?.buffer === seen[1]?.buffer, 'a released buffer is refilled');
+    assert.equal(seen[2]?.toString(), '9', 'the buffer holding bytes at and past the release offset is kept');
+    await assert.rejects(drain(store.readRange('missing', 0, 4, { buffers: again })), NotFoundError);
   });
 
   it('rejects negative or fractional offsets', () => {

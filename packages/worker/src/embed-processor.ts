@@ -20,6 +20,7 @@ import { commitShard, readShardMarker, type ShardMarker, type StageTimings } fro
 import { IpcScratch } from '@vecmill/shared/formats/ipc-scratch';
 import { ChunkSlots } from './chunk-slots.js';
 import { FileBufferPool } from './file-buffer-pool.js';
+import { ReadBufferPool } from '@vecmill/shared/storage/read-buffer-pool';
 import { ShardWriter } from './shard-writer.js';
 import { createBatchTokenizer, type TextGroup } from './tokenize-batch.js';
 
@@ -38,6 +39,8 @@ export interface EmbedProcessorDeps {
   readonly images: ImagePreprocessor | undefined;
   /** `--reuse`: embeddings of an earlier run, found by content hash. */
   readonly reuse?: ReuseLookup;
+  /** Buffers the splits read their input into, shared by the splits in flight. Default: a `ReadBufferPool` with its defaults. */
+  readonly readBuffers?: ReadBufferPool;
 }
 
 /** Hooks a queue passes in to report progress and to stop a doomed attempt early. */
@@ -125,12 +128,15 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
   // and their garbage stay off the event loop. With --reuse the hash must be known before
   // decoding (a reused image is never decoded), so it is computed here.
   const parseOptions: ParseBatchOptions = { kind: settings.kind, maxLineBytes: settings.maxLineBytes, decodeImages: deps.reuse !== undefined };
-  // Two batch buffers: one batch prepares while the previous one is in inference.
-  const decodeImages = deps.images === undefined ? undefined : createImageDecoder(deps.images, new PixelBatchBuffers(settings.batchSize, pixelsPerImage, 2));
+  // Two batch buffers per split in flight: one batch prepares while the previous one is in inference.
+  const decodeImages = deps.images === undefined ? undefined : createImageDecoder(deps.images, new PixelBatchBuffers(settings.batchSize, pixelsPerImage));
   // The splits in flight keep their chunks' large files in one pool of buffers, and lay out
   // their tables for parquet-wasm in one scratch (encodes are synchronous).
   const fileBuffers = new FileBufferPool();
   const ipcScratch = new IpcScratch();
+  // The splits in flight read their input into reused buffers, each given back once the batch
+  // whose lines it held is prepared (nothing keeps a view of a line past that).
+  const readBuffers = deps.readBuffers ?? new ReadBufferPool();
   // One chunk of the run is built and uploaded at a time, whatever the splits in flight.
   const chunkSlots = new ChunkSlots(CHUNKS_IN_FLIGHT);
   const tokenizeBatch =
@@ -176,7 +182,8 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
       imageOutputs: preprocess !== undefined ? sharedFloats(maxBatchRows * dims) : undefined,
     };
     const splitRange = { index: split.index, key, etag: input.etag, start: split.start, end: split.end, objectSize: input.size };
-    const groups = readSplitLineGroups(store, splitRange, { maxLineBytes: settings.maxLineBytes })[Symbol.asyncIterator]();
+    const reads = readBuffers.lease();
+    const groups = readSplitLineGroups(store, splitRange, { maxLineBytes: settings.maxLineBytes, buffers: reads })[Symbol.asyncIterator]();
     /** Lines read but not yet in a batch: a chunk's lines can end one batch and start the next. */
     let pending: SplitLine[] = [];
     let pendingAt = 0;
@@ -207,6 +214,7 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
       if (batch.length === 0) break;
       const before = { ...timings };
       const prepared = await settledWith(prepareBatch(batch, lineIndex, timings), inflight);
+      reads.release((batch[batch.length - 1] as SplitLine).offset);
       const stageMs = { read: performance.now() - t0, decode: timings.decode - before.decode, tokenize: timings.tokenize - before.tokenize };
       lineIndex += batch.length;
       batch.length = 0;

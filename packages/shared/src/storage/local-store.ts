@@ -5,7 +5,8 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { NotFoundError, StorageError, VecmillError } from '../errors.js';
 import { describeKeyProblem } from './location.js';
-import type { ObjectInfo, ObjectStore } from './object-store.js';
+import type { ObjectInfo, ObjectStore, ReadRangeOptions } from './object-store.js';
+import type { ReadBufferLease } from './read-buffer-pool.js';
 
 /** Read streams hand out chunks this large: big enough that per-chunk overhead vanishes on huge TSVs. */
 const READ_CHUNK_BYTES = 1 << 20;
@@ -54,10 +55,11 @@ export class LocalStore implements ObjectStore {
     }
   }
 
-  readRange(key: string, start: number, end: number): Readable {
+  readRange(key: string, start: number, end: number, options: ReadRangeOptions = {}): Readable {
     checkRange(start, end);
     const path = this.localPath(key);
     if (end <= start) return Readable.from([]);
+    if (options.buffers !== undefined) return Readable.from(readInto(path, key, start, end, options.buffers), { objectMode: false });
     const out = new PassThrough({ highWaterMark: READ_CHUNK_BYTES });
     const source = createReadStream(path, { start, end: end - 1, highWaterMark: READ_CHUNK_BYTES });
     source.on('error', (err) => out.destroy(fsError(err, 'read', key, path, true)));
@@ -267,6 +269,30 @@ async function syncFolder(folder: string, key: string): Promise<void> {
  * Turns a Node fs error into one actionable line. ENOENT is NotFoundError only on reads; on a write
  * it means the folder vanished underneath us, which is a storage failure.
  */
+/**
+ * Bytes `[start, end)` of the file (fewer when it is shorter), read into the lease's buffers, one
+ * read at a time as the consumer pulls: no buffer is filled that the reader has not asked for.
+ */
+async function* readInto(path: string, key: string, start: number, end: number, buffers: ReadBufferLease): AsyncGenerator<Buffer> {
+  const handle = await open(path, 'r').catch((err: unknown) => {
+    throw fsError(err, 'read', key, path, true);
+  });
+  try {
+    for (let position = start; position < end; ) {
+      const length = Math.min(buffers.bufferBytes, end - position);
+      const buffer = buffers.take(position, length);
+      const { bytesRead } = await handle.read(buffer, 0, length, position).catch((err: unknown) => {
+        throw fsError(err, 'read', key, path, true);
+      });
+      if (bytesRead === 0) return;
+      position += bytesRead;
+      yield bytesRead === length ? buffer : buffer.subarray(0, bytesRead);
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
 function fsError(err: unknown, action: 'read' | 'write' | 'list' | 'delete', key: string, path: string, reading: boolean): VecmillError {
   if (err instanceof VecmillError) return err;
   const code = (err as NodeJS.ErrnoException).code ?? 'EUNKNOWN';

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { ReadBufferLease } from './read-buffer-pool.js';
 
 /** What a listing or a stat returns about one object. */
 export interface ObjectInfo {
@@ -9,6 +10,15 @@ export interface ObjectInfo {
   readonly etag: string;
   /** Last modification time, ISO 8601. */
   readonly modified: string;
+}
+
+/** How `ObjectStore.readRange` may read. */
+export interface ReadRangeOptions {
+  /**
+   * Buffers to read into, reused once the caller releases them (see `ReadBufferPool`): the local
+   * store fills them; S3 bodies arrive in the HTTP client's own small chunks, so it ignores them.
+   */
+  readonly buffers?: ReadBufferLease;
 }
 
 /**
@@ -29,7 +39,7 @@ export interface ObjectStore {
    * Bytes `[start, end)` of an object as a stream (S3: one ranged GET). `end` is clamped to the
    * object's size. Reading never loads the whole range into memory.
    */
-  readRange(key: string, start: number, end: number): Readable;
+  readRange(key: string, start: number, end: number, options?: ReadRangeOptions): Readable;
   /** A whole (small) object: configs, markers, plan.json. */
   read(key: string): Promise<Buffer>;
   /**

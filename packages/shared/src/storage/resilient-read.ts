@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { backoffDelay } from '../backoff.js';
 import { failurePolicy } from '../failure-policy.js';
-import type { ObjectInfo, ObjectStore } from './object-store.js';
+import type { ObjectInfo, ObjectStore, ReadRangeOptions } from './object-store.js';
 import { DEFAULT_RETRY_OPTIONS, withRetry, type RetryOptions } from './retry.js';
 
 /**
@@ -21,7 +21,7 @@ export type ResilientReadOptions = RetryOptions;
  * denied) and the last transient one are rethrown unchanged. A stream that ends early without
  * an error is passed on as it is: the caller decides what a short object means.
  */
-export function resilientReadRange(store: ObjectStore, key: string, start: number, end: number, options: ResilientReadOptions = {}): Readable {
+export function resilientReadRange(store: ObjectStore, key: string, start: number, end: number, options: ResilientReadOptions = {}, read: ReadRangeOptions = {}): Readable {
   const attempts = Math.max(1, Math.floor(options.attempts ?? DEFAULT_RETRY_OPTIONS.attempts));
   const base = options.baseDelayMs ?? DEFAULT_RETRY_OPTIONS.baseDelayMs;
   const max = options.maxDelayMs ?? DEFAULT_RETRY_OPTIONS.maxDelayMs;
@@ -31,7 +31,7 @@ export function resilientReadRange(store: ObjectStore, key: string, start: numbe
     while (position < end) {
       const from = position;
       try {
-        for await (const chunk of store.readRange(key, from, end) as AsyncIterable<Uint8Array | string>) {
+        for await (const chunk of store.readRange(key, from, end, read) as AsyncIterable<Uint8Array | string>) {
           const buffer = Buffer.isBuffer(chunk) ? chunk : typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
           if (buffer.length === 0) continue;
           position += buffer.length;
@@ -64,7 +64,7 @@ export function withResilientReads(store: ObjectStore, options: ResilientReadOpt
     list: (prefix: string): AsyncIterable<ObjectInfo> => store.list(prefix),
     stat: (key: string) => store.stat(key),
     exists: (key: string) => store.exists(key),
-    readRange: (key: string, start: number, end: number) => resilientReadRange(store, key, start, end, options),
+    readRange: (key: string, start: number, end: number, read?: ReadRangeOptions) => resilientReadRange(store, key, start, end, options, read),
     read: (key: string) => withRetry(() => store.read(key), options),
     put: (key, body) => store.put(key, body),
     putIfAbsent: (key, body) => store.putIfAbsent(key, body),

@@ -1,5 +1,6 @@
 import { ConfigError, StorageError } from '../errors.js';
-import type { ObjectStore } from '../storage/object-store.js';
+import type { ObjectStore, ReadRangeOptions } from '../storage/object-store.js';
+import type { ReadBufferLease } from '../storage/read-buffer-pool.js';
 import type { Split } from './split-planner.js';
 
 /** One line of a split. */
@@ -36,6 +37,12 @@ export interface LineReaderOptions {
    * generation and leave the collector megabytes of old garbage per chunk and split).
    */
   maxGroupLines?: number;
+  /**
+   * Read buffers to reuse (local files). Lines are views of them, so the caller must release a
+   * buffer (by offset: `buffers.release(line.offset)` once every line before `line` is done
+   * with) before it can be filled again. Default: none, every read fills a fresh buffer.
+   */
+  buffers?: ReadBufferLease;
 }
 
 export const DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024;
@@ -85,7 +92,8 @@ export async function* readSplitLineGroups(store: ObjectStore, split: Split, opt
   let partsLength = 0;
   let position = seeking ? start - 1 : 0;
 
-  for await (const chunk of rangeChunks(store, split, position, readAheadBytes)) {
+  const read: ReadRangeOptions = options.buffers === undefined ? {} : { buffers: options.buffers };
+  for await (const chunk of rangeChunks(store, split, position, readAheadBytes, read)) {
     let from = 0;
     let group: SplitLine[] = [];
     while (from < chunk.length) {
@@ -112,7 +120,7 @@ export async function* readSplitLineGroups(store: ObjectStore, split: Split, opt
         }
         break;
       }
-      group.push(overflowing ? tooLongLine(lineStart) : finishLine(lineStart, joinLine(parts, partsLength, chunk.subarray(from, newline)), maxLineBytes));
+      group.push(overflowing ? tooLongLine(lineStart) : finishLine(lineStart, joinLine(parts, partsLength, chunk.subarray(from, newline), lineStart, options.buffers), maxLineBytes));
       overflowing = false;
       parts = [];
       partsLength = 0;
@@ -130,7 +138,7 @@ export async function* readSplitLineGroups(store: ObjectStore, split: Split, opt
     if (seeking && position >= end) return;
   }
   if (seeking || lineStart >= split.objectSize) return;
-  yield [overflowing ? tooLongLine(lineStart) : finishLine(lineStart, joinLine(parts, partsLength, undefined), maxLineBytes)];
+  yield [overflowing ? tooLongLine(lineStart) : finishLine(lineStart, joinLine(parts, partsLength, undefined, lineStart, options.buffers), maxLineBytes)];
 }
 
 /**
@@ -138,12 +146,12 @@ export async function* readSplitLineGroups(store: ObjectStore, split: Split, opt
  * `readAheadBytes` ranges up to the planned size. Lazy, so a consumer that stops early stops
  * the reads (breaking out of `for await` destroys the current stream).
  */
-async function* rangeChunks(store: ObjectStore, split: Split, from: number, readAheadBytes: number): AsyncGenerator<Buffer> {
+async function* rangeChunks(store: ObjectStore, split: Split, from: number, readAheadBytes: number, read: ReadRangeOptions): AsyncGenerator<Buffer> {
   let position = from;
   let rangeEnd = Math.min(split.end, split.objectSize);
   while (position < rangeEnd) {
     const rangeStart = position;
-    for await (const chunk of store.readRange(split.key, rangeStart, rangeEnd) as AsyncIterable<Uint8Array>) {
+    for await (const chunk of store.readRange(split.key, rangeStart, rangeEnd, read) as AsyncIterable<Uint8Array>) {
       const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
       position += buffer.length;
       yield buffer;
@@ -158,10 +166,20 @@ async function* rangeChunks(store: ObjectStore, split: Split, from: number, read
   }
 }
 
-function joinLine(parts: readonly Buffer[], partsLength: number, last: Buffer | undefined): Buffer {
+/**
+ * A line whose bytes span chunks, copied into one buffer: a leased read buffer when it fits (held
+ * like the chunks, from the line's offset), else a new one.
+ */
+function joinLine(parts: readonly Buffer[], partsLength: number, last: Buffer | undefined, offset: number, buffers: ReadBufferLease | undefined): Buffer {
   if (parts.length === 0) return last ?? Buffer.alloc(0);
-  if (last === undefined) return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, partsLength);
-  return Buffer.concat([...parts, last], partsLength + last.length);
+  if (last === undefined && parts.length === 1) return parts[0] as Buffer;
+  const pieces = last === undefined ? parts : [...parts, last];
+  const length = partsLength + (last?.length ?? 0);
+  if (buffers === undefined || length > buffers.bufferBytes) return Buffer.concat(pieces, length);
+  const line = buffers.take(offset, length);
+  let at = 0;
+  for (const piece of pieces) at += piece.copy(line, at);
+  return line;
 }
 
 function finishLine(offset: number, raw: Buffer, maxLineBytes: number): SplitLine {

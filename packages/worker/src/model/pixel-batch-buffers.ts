@@ -2,20 +2,18 @@
  * Batch tensors in shared memory, reused from batch to batch: preprocessing threads write each
  * image's CHW floats straight into its slot, so the main thread never copies pixels, and no
  * batch-sized buffer is allocated (page-faulted, zeroed, collected) per batch. Each buffer holds
- * `batchImages * floatsPerImage` floats; at most `keep` wait for reuse, so what stays allocated is
- * fixed by configuration. A buffer never given back (a failed attempt) is simply collected.
+ * `batchImages * floatsPerImage` floats. Every buffer given back is kept, so as many exist as were
+ * ever in use at once: two per split in flight (one batch preparing while the previous one is in
+ * inference), which the queue's concurrency bounds. Keeping fewer made a new one, tens of
+ * megabytes to page-fault in, for most batches of a run with two splits in flight. A buffer never
+ * given back (a failed attempt) is simply collected.
  */
 export class PixelBatchBuffers {
   private readonly free: Float32Array[] = [];
 
-  /**
-   * @param keep buffers kept for reuse: two per split in flight, one batch preparing while the
-   *   previous one is in inference.
-   */
   constructor(
     readonly batchImages: number,
     readonly floatsPerImage: number,
-    private readonly keep: number,
   ) {}
 
   /** A whole buffer over a SharedArrayBuffer: a free one, or a new one when none is free. */
@@ -25,6 +23,6 @@ export class PixelBatchBuffers {
 
   /** Takes a buffer back once nothing reads or writes it any more (its batch's inference has settled). */
   release(buffer: Float32Array): void {
-    if (this.free.length < this.keep && !this.free.includes(buffer)) this.free.push(buffer);
+    if (!this.free.includes(buffer)) this.free.push(buffer);
   }
 }

@@ -53,14 +53,16 @@ const MAX_RESPAWNS_WITHOUT_REPLY = 3;
 const maxImagesPerMessage = 8;
 
 /** Messages each thread holds at once: while one image waits on sharp's decoder, the thread resizes another. */
-export const messagesPerThread = 2;
+const messagesPerThread = 2;
 
 /**
  * Size of the input buffers a run's encoded bytes are copied into, reused from message to message
  * (a fresh buffer per message would be page-faulted in and unmapped again every time), and so the
  * most bytes a run holds: a run ends before an image that would overflow it. An image larger on
- * its own goes alone in a buffer of its size, used once. At most `threads x messagesPerThread`
- * are kept: 4 MiB each, fixed by configuration.
+ * its own goes alone in a buffer of its size, used once. Every buffer given back is kept, so as
+ * many exist as messages were ever in flight at once: `threads x messagesPerThread` for each
+ * batch being prepared (one per split in flight), 4 MiB each, fixed by configuration. Keeping
+ * only one batch's worth made new ones all the time with two splits in flight.
  */
 export const inputBufferBytes = 4 * 1024 * 1024;
 
@@ -142,7 +144,7 @@ export class PreprocessPool implements ImagePreprocessor {
     const id = this.nextId++;
     // Settled means answered, or its thread dead, or the pool failed (nothing is sent after that): no thread still reads `bytes`.
     const giveBack = (): void => {
-      if (bytes.byteLength === inputBufferBytes && this.freeInputs.length < this.threads.length * messagesPerThread) this.freeInputs.push(bytes);
+      if (bytes.byteLength === inputBufferBytes) this.freeInputs.push(bytes);
     };
     return new Promise<readonly PreprocessImageReply[]>((resolve, reject) => {
       this.waiting.set(id, { resolve, reject, thread });

@@ -9,7 +9,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { RowError } from '@vecmill/shared/errors';
 import { decodeBase64Strict } from '@vecmill/shared/tsv/base64';
 import { preprocessImageInto, parsePreprocessSpec, type DecodeOptions } from './image-preprocess.js';
-import { inputBufferBytes, messagesPerThread, type PreprocessImageReply, type PreprocessReply, type PreprocessRequest, type PreprocessThreadInit } from './preprocess-pool.js';
+import { inputBufferBytes, type PreprocessImageReply, type PreprocessReply, type PreprocessRequest, type PreprocessThreadInit } from './preprocess-pool.js';
 
 const init = workerData as PreprocessThreadInit;
 const spec = parsePreprocessSpec(init.preprocessorConfig);
@@ -21,8 +21,9 @@ if (port === null) throw new Error('preprocess-thread must run as a worker threa
 /**
  * Buffers base64 fields are decoded into, one per request in hand, reused: a fresh buffer per
  * image would be page-faulted in and unmapped again each time. Their size holds any image of a
- * full input buffer; a larger image is decoded into a buffer of its own. At most
- * `messagesPerThread` are kept (the requests a thread holds at once), 3 MiB each.
+ * full input buffer; a larger image is decoded into a buffer of its own. Every one is kept, so as
+ * many exist as requests this thread ever held at once (`messagesPerThread` for each batch being
+ * prepared, one per split in flight), 3 MiB each.
  */
 const decodeBufferBytes = (inputBufferBytes / 4) * 3;
 const freeDecodeBuffers: Uint8Array[] = [];
@@ -45,7 +46,7 @@ port.on('message', (req: PreprocessRequest) => {
     const decoded = freeDecodeBuffers.pop() ?? new Uint8Array(decodeBufferBytes);
     const images: PreprocessImageReply[] = [];
     for (let k = 0; k < req.ends.length; k++) images.push(await one(req, k, decoded));
-    if (freeDecodeBuffers.length < messagesPerThread) freeDecodeBuffers.push(decoded);
+    freeDecodeBuffers.push(decoded);
     port.postMessage({ id: req.id, images } satisfies PreprocessReply);
   })();
 });
