@@ -10,6 +10,7 @@ import { RowError } from '@vecmill/shared/errors';
 import { decodeJpegNative, jpegDecoderDescription, nativeJpegAvailable, readNativeJpegHeader } from '@vecmill/worker/model/decode-jpeg-native';
 import { decodeJpegWasm, jpegScaleEighths } from '@vecmill/worker/model/decode-jpeg-wasm';
 import { decodeImage, defaultDecodeOptions, readImageHeader } from '@vecmill/worker/model/image-decode';
+import { orientUpright } from '@vecmill/worker/model/orient-upright';
 import { parsePreprocessSpec, preprocessImage } from '@vecmill/worker/model/image-preprocess';
 import { resizeSourceBuffer, type PixelWindow } from '@vecmill/worker/model/resize-bicubic';
 import { fixturesSkipReason, projectRoot, sharedFixturesDir } from '../support/fixtures.js';
@@ -113,6 +114,40 @@ test('every EXIF orientation is undone natively exactly as sharp undoes it', { s
     assert.ok(native !== undefined);
     assert.deepEqual([native.width, native.height], [viaSharp.width, viaSharp.height], `orientation ${orientation}: size`);
     assert.ok(Buffer.from(native.data).equals(Buffer.from(viaSharp.data)), `orientation ${orientation}: pixels differ from sharp's`);
+  }
+});
+
+test('orientUpright turns pixels exactly as sharp\'s autoOrient does, for every EXIF orientation', async () => {
+  const stored = await noise(61, 37).jpeg({ quality: 95 }).toBuffer();
+  const pixels = decodeJpegWasm(stored, 61, 37);
+  assert.ok(pixels !== undefined);
+  for (let orientation = 1; orientation <= 8; orientation++) {
+    // The same entropy data with an Exif segment added: only the orientation differs.
+    const jpeg = withExifOrientation(stored, orientation);
+    const header = await readImageHeader(jpeg, sharpOnly);
+    assert.equal(header.jpegOrientation, orientation === 1 ? undefined : orientation, `orientation ${orientation}: header`);
+    const viaSharp = await decodeImage(jpeg, header, sharpOnly);
+    const turned = orientUpright(pixels, orientation);
+    assert.deepEqual([turned.width, turned.height], [viaSharp.width, viaSharp.height], `orientation ${orientation}: size`);
+    assert.ok(Buffer.from(turned.data).equals(Buffer.from(viaSharp.data)), `orientation ${orientation}: pixels differ from sharp's`);
+  }
+  assert.throws(() => orientUpright(pixels, 9), RangeError);
+});
+
+test('under --fast-decode a rotated JPEG is decoded at a DCT scale, with the same tensor with or without the addon', { skip: addonSkip }, async () => {
+  const stored = await noise(600, 460).jpeg({ quality: 90 }).toBuffer();
+  const fast = { ...defaultDecodeOptions, fastDecode: true };
+  const upright = await preprocessImage(stored, clipSpec, fast);
+  for (let orientation = 2; orientation <= 8; orientation++) {
+    const jpeg = withExifOrientation(stored, orientation);
+    const header = await readImageHeader(jpeg, sharpOnly);
+    const target = orientation >= 5 ? { width: 224, height: 292 } : { width: 292, height: 224 };
+    const decoded = await decodeImage(jpeg, header, { ...sharpOnly, fastDecode: true }, target);
+    assert.deepEqual([decoded.width, decoded.height], orientation >= 5 ? [230, 300] : [300, 230], `orientation ${orientation}: decoded at 4/8 without the addon`);
+    const native = await preprocessImage(jpeg, clipSpec, fast);
+    const without = await preprocessImage(jpeg, clipSpec, { ...sharpOnly, fastDecode: true });
+    assert.deepEqual(native, without, `orientation ${orientation}: the addon changes the tensor`);
+    if (orientation === 2) assert.notDeepEqual(native, upright, 'the orientation is applied');
   }
 });
 
@@ -226,7 +261,7 @@ test('CMYK JPEGs convert exactly as Pillow converts them, with or without the na
     // Turned upright natively exactly as sharp turns it.
     const sideways = withExifOrientation(cmyk, 6);
     const sidewaysHeader = readNativeJpegHeader(sideways, defaultDecodeOptions.maxPixels);
-    assert.deepEqual(sidewaysHeader, { format: 'jpeg', width: height, height: width, cmyk: true, orientation: 6 });
+    assert.deepEqual(sidewaysHeader, { format: 'jpeg', width: height, height: width, jpegOrientation: 6, cmyk: true, orientation: 6 });
     const nativeUpright = decodeJpegNative(sideways, sidewaysHeader, 8);
     const sharpUpright = await decodeImage(sideways, await readImageHeader(sideways, sharpOnly), sharpOnly);
     assert.ok(nativeUpright !== undefined);

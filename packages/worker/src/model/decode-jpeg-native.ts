@@ -80,7 +80,7 @@ export function readNativeJpegHeader(bytes: Uint8Array, maxPixels: number): Nati
     format: 'jpeg',
     width: sideways ? height : width,
     height: sideways ? width : height,
-    ...(orientation === 1 ? { plainJpeg: true } : {}),
+    ...(orientation === 1 ? { plainJpeg: true } : { jpegOrientation: orientation }),
     ...(components === 4 ? { cmyk: true } : {}),
     orientation,
   };

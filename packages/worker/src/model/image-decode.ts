@@ -3,6 +3,7 @@ import { RowError } from '@vecmill/shared/errors';
 import { cmykToRgb } from './cmyk-to-rgb.js';
 import { decodeJpegWasm, jpegScaleEighths } from './decode-jpeg-wasm.js';
 import { hasAdobeMarker } from './jpeg-adobe-marker.js';
+import { orientUpright } from './orient-upright.js';
 
 /** Raster formats vecmill decodes: the ones sharp's prebuilt libvips reads from a buffer. */
 export type RasterFormat = 'jpeg' | 'png' | 'webp' | 'gif' | 'tiff' | 'avif' | 'heif';
@@ -66,6 +67,11 @@ export interface ImageHeader {
    * reduced DCT scale (an eighth, a quarter or a half: `jpegScaleEighths`).
    */
   readonly plainJpeg?: boolean;
+  /**
+   * The EXIF orientation (2-8) of a JPEG that would be plain but for it: under `fastDecode` it too
+   * is decoded at a reduced DCT scale, then turned upright (`orientUpright`).
+   */
+  readonly jpegOrientation?: number;
   /** A CMYK image: decoded as CMYK and converted to RGB the way Pillow converts it (`cmykToRgb`). */
   readonly cmyk?: boolean;
 }
@@ -178,12 +184,14 @@ export async function readImageHeader(bytes: Buffer, options: DecodeOptions): Pr
   const { width, height } = metadata;
   if (width * height > options.maxPixels) throw tooManyPixels(width, height, options.maxPixels);
   const colour = metadata.space === 'srgb' || metadata.space === 'b-w' || (metadata.space === 'cmyk' && hasAdobeMarker(bytes));
-  const plainJpeg = format === 'jpeg' && colour && metadata.depth === 'uchar' && (metadata.orientation ?? 1) === 1;
+  const orientation = metadata.orientation ?? 1;
+  const jpeg = format === 'jpeg' && colour && metadata.depth === 'uchar';
   return {
     format: format as RasterFormat,
     width: metadata.autoOrient.width,
     height: metadata.autoOrient.height,
-    ...(plainJpeg ? { plainJpeg } : {}),
+    ...(jpeg && orientation === 1 ? { plainJpeg: true } : {}),
+    ...(jpeg && orientation !== 1 ? { jpegOrientation: orientation } : {}),
     ...(metadata.space === 'cmyk' ? { cmyk: true } : {}),
   };
 }
@@ -211,7 +219,7 @@ function fastDecodeSize(header: ImageHeader, target: PixelSize): PixelSize | und
  * ignored because PIL ignores them, and CLIP was trained and evaluated that way.
  *
  * `resizeTarget` is the size the caller resizes to next; only `fastDecode` uses it: a plain JPEG
- * is then decoded at the smallest of 1/8, 1/4 and 1/2 of its size that stays at least `resizeTarget` (the DCT
+ * (or one that is plain but for its EXIF orientation, turned upright after) is then decoded at the smallest of 1/8, 1/4 and 1/2 of its size that stays at least `resizeTarget` (the DCT
  * does most of the shrinking, the exact resize the rest), other JPEGs at about twice the target.
  * This is the path without the native decoder (`preprocessImageInto` tries that first): the exact
  * path decodes with sharp, since the WebAssembly decoder gives the same pixels but measured no
@@ -221,10 +229,12 @@ function fastDecodeSize(header: ImageHeader, target: PixelSize): PixelSize | und
  */
 export async function decodeImage(bytes: Buffer, header: ImageHeader, options: DecodeOptions, resizeTarget?: PixelSize): Promise<RgbImage> {
   if (!Buffer.isBuffer(bytes)) throw new TypeError('decodeImage takes image bytes as a Buffer (sharp reads a string as a file path)');
-  const eighths = options.fastDecode && header.plainJpeg === true && resizeTarget !== undefined ? jpegScaleEighths(header.width, header.height, resizeTarget) : 8;
-  if (eighths < 8) {
-    const decoded = decodeJpegWasm(bytes, header.width, header.height, eighths);
-    if (decoded !== undefined) return decoded;
+  const orientation = header.plainJpeg === true ? 1 : header.jpegOrientation;
+  const eighths = options.fastDecode && orientation !== undefined && resizeTarget !== undefined ? jpegScaleEighths(header.width, header.height, resizeTarget) : 8;
+  if (orientation !== undefined && eighths < 8) {
+    const sideways = orientation >= 5;
+    const decoded = decodeJpegWasm(bytes, sideways ? header.height : header.width, sideways ? header.width : header.height, eighths);
+    if (decoded !== undefined) return orientUpright(decoded, orientation);
   }
   const pipeline = sharp(bytes, {
     failOn: 'truncated',

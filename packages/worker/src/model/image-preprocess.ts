@@ -60,8 +60,9 @@ function cropPlacement(resized: { width: number; height: number }, crop: { width
  *
  * An 8-bit greyscale or YCbCr JPEG goes to the native libjpeg-turbo decoder when it is built
  * (header and decode with no sharp call, EXIF orientation undone, pixels written where the resize
- * kernels read them; a plain one at a DCT scale under `fastDecode`); everything else, and anything
- * it declines, goes to sharp through `decodeImage`.
+ * kernels read them; at a DCT scale under `fastDecode`, rotated or not, with the same pixels as
+ * `decodeImage` gives without the addon); everything else, and anything it declines, goes to sharp
+ * through `decodeImage`.
  */
 export async function preprocessImageInto(bytes: Buffer, spec: PreprocessSpec, options: DecodeOptions, out: Float32Array, offset: number): Promise<void> {
   const size = 3 * spec.outHeight * spec.outWidth;
@@ -71,8 +72,7 @@ export async function preprocessImageInto(bytes: Buffer, spec: PreprocessSpec, o
   const jpeg = options.nativeJpeg === false ? undefined : readNativeJpegHeader(bytes, options.maxPixels);
   const header = jpeg ?? (await readImageHeader(bytes, options));
   const target = spec.resize === undefined ? undefined : resizedSize(spec.resize, header.width, header.height);
-  // Under fastDecode a rotated JPEG keeps sharp's shrink-on-load, so no output depends on whether the addon is built.
-  if (jpeg !== undefined && (jpeg.plainJpeg === true || !options.fastDecode)) {
+  if (jpeg !== undefined) {
     const eighths = options.fastDecode && target !== undefined ? jpegScaleEighths(header.width, header.height, target) : 8;
     // Decoded into the resize kernels' memory: resized before any await, as decodeJpegNative requires.
     const native = decodeJpegNative(bytes, jpeg, eighths, target === undefined ? undefined : readRegion(header, eighths, target, spec));
