@@ -31,9 +31,10 @@ class CountingPool extends ReadBufferPool {
 
 /**
  * The embed processor reads its input into reused buffers and gives each back once the batch
- * whose lines it held is prepared. With buffers far smaller than a batch's lines, every line
- * spans or shares buffers that are refilled many times over in one split: a buffer given back
- * too early would change the images and captions embedded, and this output would differ.
+ * whose lines it held is prepared; the line reader gives back at once the buffers wholly inside a
+ * line it copied out. With 1 KiB buffers and lines of a few KiB, every line spans several buffers
+ * that are refilled many times over in one split: a buffer given back too early would change the
+ * images and captions embedded, and this output would differ.
  */
 describe('reused read buffers', { timeout: 120_000 }, () => {
   let dir: string;
@@ -57,7 +58,7 @@ describe('reused read buffers', { timeout: 120_000 }, () => {
     const opened = openOutput(config, dir);
     const { plan, model: folder, providerPlan } = await planFromRunConfig(config, opened, dir, () => undefined);
     assert.equal(plan.splits.length, 1, 'one split, so one lease refills the buffers');
-    const pool = new CountingPool({ bufferBytes: 4096, maxFree: 4 });
+    const pool = new CountingPool({ bufferBytes: 1024 });
     const images = new PreprocessPool(folder.preprocessorConfig, { maxPixels: plan.settings.maxPixels, fastDecode: plan.settings.fastDecode }, 2);
     const embedder = await OnnxEmbedder.open(folder, { plan: providerPlan, intraOpThreads: 1 });
     try {

@@ -42,4 +42,16 @@ describe('ReadBufferPool', () => {
     first.release(4);
     assert.notEqual(second.take(4, 4).buffer, x.buffer, 'an offset of one lease says nothing of the other');
   });
+
+  it('takes back a chunk its reader never exposed, by the buffer, and ignores anything else', () => {
+    const pool = new ReadBufferPool({ bufferBytes: 8 });
+    const lease = pool.lease();
+    const a = lease.take(0, 8);
+    const b = lease.take(8, 8);
+    lease.reuse(Buffer.alloc(8));
+    lease.reuse(b.subarray(2, 4));
+    assert.equal(lease.take(16, 8).buffer, b.buffer, 'the buffer of bytes 8-15 was given back while bytes 0-7 are held');
+    lease.release(8);
+    assert.equal(lease.take(24, 8).buffer, a.buffer);
+  });
 });

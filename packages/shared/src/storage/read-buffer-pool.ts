@@ -82,6 +82,17 @@ export class ReadBufferLease {
     return buffer.subarray(0, length);
   }
 
+  /**
+   * Gives back the buffer `chunk` was read into (a view `take` handed out), whatever its offsets:
+   * for a chunk its reader never exposed, as the bytes of a line it skips. Anything else is ignored.
+   */
+  reuse(chunk: Uint8Array): void {
+    const at = this.held.findIndex((h) => h.buffer.buffer === chunk.buffer);
+    if (at === -1) return;
+    this.pool.put(this.held[at]!.buffer);
+    this.held.splice(at, 1);
+  }
+
   /** Gives back every buffer filled only from bytes before `offset`: the reader holds no view of them any more. */
   release(offset: number): void {
     const kept: { readonly buffer: Buffer; readonly end: number }[] = [];

@@ -91,6 +91,16 @@ export async function* readSplitLineGroups(store: ObjectStore, split: Split, opt
   let parts: Buffer[] = [];
   let partsLength = 0;
   let position = seeking ? start - 1 : 0;
+  /**
+   * Gives back read buffers no line will ever be a view of: chunks wholly inside the line being
+   * dropped or joined (copied), or before the split's first line. Without it a line of hundreds of
+   * megabytes would pin its chunks in the lease until the caller releases past it.
+   */
+  const giveBack = (chunks: readonly Buffer[]): void => {
+    for (const c of chunks) options.buffers?.reuse(c);
+  };
+  /** The chunks of `parts` that are whole chunks (every one after the first, and the first when the line began a chunk). */
+  let wholeParts: Buffer[] = [];
 
   const read: ReadRangeOptions = options.buffers === undefined ? {} : { buffers: options.buffers };
   for await (const chunk of rangeChunks(store, split, position, readAheadBytes, read)) {
@@ -99,7 +109,10 @@ export async function* readSplitLineGroups(store: ObjectStore, split: Split, opt
     while (from < chunk.length) {
       const newline = chunk.indexOf(NEWLINE, from);
       if (seeking) {
-        if (newline === -1) break;
+        if (newline === -1) {
+          giveBack([chunk]);
+          break;
+        }
         seeking = false;
         lineStart = position + newline + 1;
         if (lineStart >= end) break;
@@ -107,22 +120,30 @@ export async function* readSplitLineGroups(store: ObjectStore, split: Split, opt
         continue;
       }
       if (newline === -1) {
-        if (!overflowing) {
+        if (overflowing) {
+          if (from === 0) giveBack([chunk]);
+        } else {
           const piece = from === 0 ? chunk : chunk.subarray(from);
           if (partsLength + piece.length > maxLineBytes + BOM.length + 1) {
             overflowing = true;
+            giveBack(from === 0 ? [...wholeParts, chunk] : wholeParts);
             parts = [];
+            wholeParts = [];
             partsLength = 0;
           } else {
             parts.push(piece);
+            if (from === 0) wholeParts.push(chunk);
             partsLength += piece.length;
           }
         }
         break;
       }
       group.push(overflowing ? tooLongLine(lineStart) : finishLine(lineStart, joinLine(parts, partsLength, chunk.subarray(from, newline), lineStart, options.buffers), maxLineBytes));
+      // The line's bytes are copied out of its whole chunks now (a line is never a view of two chunks).
+      giveBack(wholeParts);
       overflowing = false;
       parts = [];
+      wholeParts = [];
       partsLength = 0;
       lineStart = position + newline + 1;
       if (lineStart >= end) break;
