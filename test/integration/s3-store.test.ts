@@ -268,7 +268,8 @@ describe('S3Store errors', () => {
   it('explains unknown credentials without printing them', async () => {
     const bad = createS3Client({ ...server.clientOptions, credentials: { accessKeyId: 'UNKNOWNKEY', secretAccessKey: SECRET } });
     const store = new S3Store(bad, BUCKET, 'basics/');
-    for (const attempt of [keysOf(store, ''), store.stat('u8'), store.read('u8'), store.put('x', Buffer.from('x')), drain(store.readRange('u8', 0, 2))]) {
+    // Each call starts only when it is awaited: made all at once, one could reject before it had a handler.
+    for (const attempt of [() => keysOf(store, ''), () => store.stat('u8'), () => store.read('u8'), () => store.put('x', Buffer.from('x')), () => drain(store.readRange('u8', 0, 2))]) {
       await assert.rejects(attempt, (err: unknown) => {
         assert.ok(err instanceof StorageError, String(err));
         assert.equal(isTransient(err), false);
