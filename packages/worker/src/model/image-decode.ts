@@ -1,4 +1,4 @@
-import sharp, { type Metadata, type OutputInfo } from 'sharp';
+import type { Metadata, OutputInfo, Sharp, SharpOptions } from 'sharp';
 import { RowError } from '@vecmill/shared/errors';
 import { cmykToRgb } from './cmyk-to-rgb.js';
 import { decodeJpegWasm, jpegScaleEighths } from './decode-jpeg-wasm.js';
@@ -143,6 +143,18 @@ export function sniffImageFormat(bytes: Uint8Array): ImageFormat | undefined {
   return undefined;
 }
 
+/**
+ * sharp (and libvips with it) loads on first use: a preprocessing thread whose images all go to
+ * the native JPEG decoder never pays its load, about 0.15 s of each thread's start and of every
+ * `vecmill` command that imports this module.
+ */
+let sharpLoaded: Promise<typeof import('sharp')> | undefined;
+
+async function openSharp(bytes: Buffer, options: SharpOptions): Promise<Sharp> {
+  sharpLoaded ??= import('sharp');
+  return (await sharpLoaded).default(bytes, options);
+}
+
 /** sharp's messages can span lines (one per libvips warning); a row error keeps the first. */
 function firstLine(err: unknown): string {
   const message = err instanceof Error ? err.message : String(err);
@@ -173,7 +185,7 @@ export async function readImageHeader(bytes: Buffer, options: DecodeOptions): Pr
   }
   let metadata: Metadata;
   try {
-    metadata = await sharp(bytes, { failOn: 'truncated', limitInputPixels: false }).metadata();
+    metadata = await (await openSharp(bytes, { failOn: 'truncated', limitInputPixels: false })).metadata();
   } catch (err) {
     throw new RowError('corrupt_image', `${sniffed} image header is corrupt: ${firstLine(err)}`, { cause: err });
   }
@@ -236,7 +248,7 @@ export async function decodeImage(bytes: Buffer, header: ImageHeader, options: D
     const decoded = decodeJpegWasm(bytes, sideways ? header.height : header.width, sideways ? header.width : header.height, eighths);
     if (decoded !== undefined) return orientUpright(decoded, orientation);
   }
-  const pipeline = sharp(bytes, {
+  const pipeline = await openSharp(bytes, {
     failOn: 'truncated',
     limitInputPixels: options.maxPixels,
     pages: 1,
