@@ -128,12 +128,15 @@ async function main(): Promise<void> {
   /**
    * onnxruntime-node refuses tensors over a SharedArrayBuffer (N-API's array-buffer accessor
    * rejects shared memory), so a shared batch is copied once, here, into a buffer this thread
-   * keeps and reuses: no allocation per batch, and no copy on the event loop.
+   * keeps and reuses: no allocation per batch, and no copy on the event loop. It is made as large
+   * as the whole shared batch tensor, not the batch in hand: batches cut short by their bytes
+   * differ in size, and growing it for each larger one page-faulted tens of megabytes in anew.
+   * Only the pages a batch writes become resident.
    */
   let sharedCopy = new Float32Array(0);
   function ownPixels(pixels: Float32Array): Float32Array {
     if (!(pixels.buffer instanceof SharedArrayBuffer)) return pixels;
-    if (sharedCopy.length < pixels.length) sharedCopy = new Float32Array(pixels.length);
+    if (sharedCopy.length < pixels.length) sharedCopy = new Float32Array(Math.max(pixels.length, pixels.buffer.byteLength / Float32Array.BYTES_PER_ELEMENT));
     const own = sharedCopy.subarray(0, pixels.length);
     own.set(pixels);
     return own;
