@@ -6,19 +6,18 @@ import { openOutput, planFromRunConfig } from '@vecmill/producer/plan-from-confi
 import { makeDataset } from '@vecmill/tools/datagen/make-dataset';
 import { ModelError, VecmillError } from '@vecmill/shared/errors';
 import type { Manifest } from '@vecmill/shared/manifest';
-import { ClipTokenizer, type TokenBatch } from '@vecmill/worker/model/clip-tokenizer';
+import type { TokenBatch } from '@vecmill/worker/model/clip-tokenizer';
 import type { Embedder } from '@vecmill/worker/model/embedder';
 import type { ImagePreprocessor } from '@vecmill/worker/model/image-preprocessor';
 import { OnnxEmbedder } from '@vecmill/worker/model/onnx-embedder';
 import { PreprocessPool } from '@vecmill/worker/model/preprocess-pool';
-import { LocalQueue, SplitFailedError } from '@vecmill/shared/queue/local-queue';
+import { SplitFailedError } from '@vecmill/shared/queue/local-queue';
 import type { RunEvent } from '@vecmill/shared/queue/run-events';
 import { LocalStore } from '@vecmill/shared/storage/local-store';
-import { createEmbedProcessor } from '@vecmill/worker/embed-processor';
-import { mergeRun } from '@vecmill/worker/merge-processor';
 import { readShardMarker } from '@vecmill/worker/shard-commit';
 import { runEmbedded } from 'vecmill/embedded-run';
 import { readOutputRows } from '../support/distributed-helpers.js';
+import { runWiredFlow } from '../support/wired-flow.js';
 import { eventLog, runConfig } from '../support/run-helpers.js';
 import { tinyModelDir } from '../support/tiny-model.js';
 import { makeTempDir } from '../support/tmp.js';
@@ -100,20 +99,7 @@ describe('a failure of ours fails the attempt, never a row', { timeout: 180_000 
     const embedder = faults.embedder?.(real) ?? real;
     const { events, sink } = eventLog();
     try {
-      const processSplit = createEmbedProcessor({
-        plan,
-        openInput: () => ({ store: new LocalStore(dir), key: 'pairs.tsv' }),
-        output: opened.output,
-        embedder,
-        tokenizer: new ClipTokenizer(folder.tokenizerJson, folder.tokenizerConfig, { contextLength: folder.config.contextLength }),
-        images: preprocessor,
-      });
-      const manifest = await new LocalQueue({ concurrency: 1, attempts: 3, backoffMs: 1 }).runFlow(
-        plan.splits.map((s) => ({ split: s.index, bytes: s.end - s.start })),
-        async (job) => void (await processSplit(job.split)),
-        () => mergeRun({ plan, output: opened.output }),
-        sink,
-      );
+      const manifest = await runWiredFlow({ plan, folder, output: opened.output, dir, input: 'pairs.tsv', embedder, images: preprocessor, attempts: 3, sink });
       return { events, manifest };
     } catch (error) {
       return { events, error };

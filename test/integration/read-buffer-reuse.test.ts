@@ -3,16 +3,13 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { openOutput, planFromRunConfig } from '@vecmill/producer/plan-from-config';
 import { makeDataset } from '@vecmill/tools/datagen/make-dataset';
-import { LocalQueue } from '@vecmill/shared/queue/local-queue';
 import { LocalStore } from '@vecmill/shared/storage/local-store';
 import { ReadBufferPool } from '@vecmill/shared/storage/read-buffer-pool';
-import { ClipTokenizer } from '@vecmill/worker/model/clip-tokenizer';
 import { OnnxEmbedder } from '@vecmill/worker/model/onnx-embedder';
 import { PreprocessPool } from '@vecmill/worker/model/preprocess-pool';
-import { createEmbedProcessor } from '@vecmill/worker/embed-processor';
-import { mergeRun } from '@vecmill/worker/merge-processor';
 import { runEmbedded } from 'vecmill/embedded-run';
 import { readOutputRows } from '../support/distributed-helpers.js';
+import { runWiredFlow } from '../support/wired-flow.js';
 import { eventLog, runConfig } from '../support/run-helpers.js';
 import { tinyModelDir } from '../support/tiny-model.js';
 import { makeTempDir } from '../support/tmp.js';
@@ -62,21 +59,7 @@ describe('reused read buffers', { timeout: 120_000 }, () => {
     const images = new PreprocessPool(folder.preprocessorConfig, { maxPixels: plan.settings.maxPixels, fastDecode: plan.settings.fastDecode }, 2);
     const embedder = await OnnxEmbedder.open(folder, { plan: providerPlan, intraOpThreads: 1 });
     try {
-      const processSplit = createEmbedProcessor({
-        plan,
-        openInput: () => ({ store: new LocalStore(dir), key: 'pairs.tsv' }),
-        output: opened.output,
-        embedder,
-        tokenizer: new ClipTokenizer(folder.tokenizerJson, folder.tokenizerConfig, { contextLength: folder.config.contextLength }),
-        images,
-        readBuffers: pool,
-      });
-      const manifest = await new LocalQueue({ concurrency: 1, attempts: 1, backoffMs: 1 }).runFlow(
-        plan.splits.map((s) => ({ split: s.index, bytes: s.end - s.start })),
-        async (job) => void (await processSplit(job.split)),
-        () => mergeRun({ plan, output: opened.output }),
-        eventLog().sink,
-      );
+      const manifest = await runWiredFlow({ plan, folder, output: opened.output, dir, input: 'pairs.tsv', embedder, images, readBuffers: pool, attempts: 1, sink: eventLog().sink });
       assert.equal(manifest.rows.failed, 0, 'no row failed');
     } finally {
       await embedder.close();
