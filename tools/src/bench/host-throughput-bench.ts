@@ -16,12 +16,9 @@ import { availableParallelism, cpus, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { decodeJpegNative, jpegDecoderDescription, readNativeJpegHeader } from '@vecmill/worker/model/decode-jpeg-native';
-import { decodeImage, readImageHeader } from '@vecmill/worker/model/image-decode';
+import { jpegDecoderDescription } from '@vecmill/worker/model/decode-jpeg-native';
 import { defaultDecodeOptions, parsePreprocessSpec, preprocessImage } from '@vecmill/worker/model/image-preprocess';
-import { resizeBicubic } from '@vecmill/worker/model/resize-bicubic';
 import { makeModel } from '../modelgen/make-model.js';
-import sharp from 'sharp';
 import { benchPhotos, captionOfLength } from './bench-data.js';
 
 /** Where the rows go: bench-main's table, or this file's own when run alone. */
@@ -110,41 +107,6 @@ decode = cpu(lambda: [Image.open(io.BytesIO(p)).convert('RGB') for p in photos])
 resize = cpu(lambda: [im.resize(size(*im.size), Image.BICUBIC) for im in images])
 print(json.dumps({'decode': decode, 'resize': resize}))
 `;
-
-/**
- * The same stages in vecmill on this thread, ms of CPU per photo: decode as preprocessing does it
- * (the native libjpeg-turbo addon for the JPEGs it takes when built, sharp at concurrency 1 for the
- * rest, as in a preprocessing thread), and the resize.
- */
-async function vecmillStages(photos: readonly { bytes: Buffer }[], reps: number): Promise<{ decode: number; resize: number }> {
-  sharp.concurrency(1);
-  const headers = await Promise.all(photos.map((p) => readImageHeader(p.bytes, defaultDecodeOptions)));
-  const images = await Promise.all(photos.map((p, i) => decodeImage(p.bytes, headers[i]!, defaultDecodeOptions)));
-  const cpuMs = async (fn: () => Promise<void>): Promise<number> => {
-    await fn();
-    const c0 = process.cpuUsage();
-    for (let r = 0; r < reps; r++) await fn();
-    const used = process.cpuUsage(c0);
-    return (used.user + used.system) / 1000 / reps / photos.length;
-  };
-  const decode = await cpuMs(async () => {
-    for (let i = 0; i < photos.length; i++) {
-      const { bytes } = photos[i]!;
-      const native = readNativeJpegHeader(bytes, defaultDecodeOptions.maxPixels);
-      if (native !== undefined && decodeJpegNative(bytes, native, 8) !== undefined) continue;
-      await decodeImage(bytes, headers[i]!, defaultDecodeOptions);
-    }
-  });
-  const resize = await cpuMs(async () => {
-    for (const image of images) {
-      const s = 224 / Math.min(image.width, image.height);
-      const w = image.width <= image.height ? 224 : Math.trunc(image.width * s);
-      const h = image.width <= image.height ? Math.trunc(image.height * s) : 224;
-      resizeBicubic(image, w, h, { left: 0, top: 0, width: w, height: h });
-    }
-  });
-  return { decode, resize };
-}
 
 function hasPillow(): boolean {
   return spawnSync(python, ['-c', 'import PIL, numpy'], { stdio: 'ignore' }).status === 0;
@@ -327,7 +289,8 @@ export async function runHostThroughputBench(ctx: HostBenchContext): Promise<voi
     for (let r = 0; r < reps; r++) {
       process.stderr.write(`  stages, round ${r + 1}/${reps}: vecmill and Pillow on one thread…
 `);
-      const v = await vecmillStages(photos, quick ? 2 : 5);
+      // In a fresh process, as Pillow's stages are: CPU time is per process, and this one has run the whole bench.
+      const v = JSON.parse((await runProcess(process.execPath, [join(dirname(fileURLToPath(import.meta.url)), 'vecmill-stages.js'), quick ? '2' : '5', ...paths])).trim()) as { decode: number; resize: number };
       const p = JSON.parse((await runProcess(python, [stagesScript, quick ? '2' : '5', ...paths])).trim()) as { decode: number; resize: number };
       mine.decode += v.decode / reps;
       mine.resize += v.resize / reps;
