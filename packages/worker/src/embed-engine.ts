@@ -11,6 +11,8 @@ import { modalities, type RunPlan } from '@vecmill/shared/run-plan';
 import { parseLocation } from '@vecmill/shared/storage/location';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
 import { createObjectOpener } from '@vecmill/shared/storage/open-object';
+import { ReadBufferPool } from '@vecmill/shared/storage/read-buffer-pool';
+import { PixelBatchBuffers } from './model/pixel-batch-buffers.js';
 import { openStore } from '@vecmill/shared/storage/open-store';
 import { createEmbedProcessor } from './embed-processor.js';
 import { ReuseIndex } from './reuse-index.js';
@@ -52,6 +54,9 @@ export class EmbedEngine {
   private readonly openEmbedders = new Set<OnnxEmbedder>();
   private readonly imagePools = new Map<string, PreprocessPool>();
   private readonly tokenizerPools = new Map<string, TokenizerPool>();
+  /** Batch tensors by size, and the read buffers: shared by every run, so a worker serving many keeps one set. */
+  private readonly pixelBuffers = new Map<string, PixelBatchBuffers>();
+  private readonly readBuffers = new ReadBufferPool();
   private readonly openObject: ReturnType<typeof createObjectOpener>;
 
   constructor(private readonly options: EmbedEngineOptions) {
@@ -106,6 +111,8 @@ export class EmbedEngine {
       ...(textEncoder !== undefined ? { textEncoder } : {}),
       images,
       ...(reuse !== undefined ? { reuse } : {}),
+      readBuffers: this.readBuffers,
+      ...(images !== undefined ? { pixelBuffers: this.shared(this.pixelBuffers, `${plan.settings.batchSize}/${3 * images.spec.outHeight * images.spec.outWidth}`, () => new PixelBatchBuffers(plan.settings.batchSize, 3 * images.spec.outHeight * images.spec.outWidth)) } : {}),
     });
   }
 

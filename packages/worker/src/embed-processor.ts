@@ -41,6 +41,12 @@ export interface EmbedProcessorDeps {
   readonly reuse?: ReuseLookup;
   /** Buffers the splits read their input into, shared by the splits in flight. Default: a `ReadBufferPool` with its defaults. */
   readonly readBuffers?: ReadBufferPool;
+  /**
+   * Batch tensors for the images, two per split in flight; they must hold `batchSize` images of
+   * the model's input size. Default: the processor's own. A worker passes one set to every run of
+   * the same sizes, so what it keeps is bounded by its concurrency, not by the runs it served.
+   */
+  readonly pixelBuffers?: PixelBatchBuffers;
 }
 
 /** Hooks a queue passes in to report progress and to stop a doomed attempt early. */
@@ -129,7 +135,11 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
   // decoding (a reused image is never decoded), so it is computed here.
   const parseOptions: ParseBatchOptions = { kind: settings.kind, maxLineBytes: settings.maxLineBytes, decodeImages: deps.reuse !== undefined };
   // Two batch buffers per split in flight: one batch prepares while the previous one is in inference.
-  const decodeImages = deps.images === undefined ? undefined : createImageDecoder(deps.images, new PixelBatchBuffers(settings.batchSize, pixelsPerImage));
+  const pixelBuffers = deps.pixelBuffers ?? new PixelBatchBuffers(settings.batchSize, pixelsPerImage);
+  if (pixelBuffers.batchImages !== settings.batchSize || pixelBuffers.floatsPerImage !== pixelsPerImage) {
+    throw new VecmillError('E_INTERNAL', `pixel batch buffers of ${pixelBuffers.batchImages} x ${pixelBuffers.floatsPerImage} floats do not fit batches of ${settings.batchSize} x ${pixelsPerImage}`);
+  }
+  const decodeImages = deps.images === undefined ? undefined : createImageDecoder(deps.images, pixelBuffers);
   // The splits in flight keep their chunks' large files in one pool of buffers, and lay out
   // their tables for parquet-wasm in one scratch (encodes are synchronous).
   const fileBuffers = new FileBufferPool();
