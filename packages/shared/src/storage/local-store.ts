@@ -266,10 +266,6 @@ async function syncFolder(folder: string, key: string): Promise<void> {
 }
 
 /**
- * Turns a Node fs error into one actionable line. ENOENT is NotFoundError only on reads; on a write
- * it means the folder vanished underneath us, which is a storage failure.
- */
-/**
  * Bytes `[start, end)` of the file (fewer when it is shorter), read into the lease's buffers, one
  * read at a time as the consumer pulls: no buffer is filled that the reader has not asked for.
  */
@@ -293,6 +289,10 @@ async function* readInto(path: string, key: string, start: number, end: number, 
   }
 }
 
+/**
+ * Turns a Node fs error into one actionable line. ENOENT is NotFoundError only on reads; on a write
+ * it means the folder vanished underneath us, which is a storage failure.
+ */
 function fsError(err: unknown, action: 'read' | 'write' | 'list' | 'delete', key: string, path: string, reading: boolean): VecmillError {
   if (err instanceof VecmillError) return err;
   const code = (err as NodeJS.ErrnoException).code ?? 'EUNKNOWN';
