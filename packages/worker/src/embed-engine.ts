@@ -12,9 +12,9 @@ import { parseLocation } from '@vecmill/shared/storage/location';
 import type { ObjectStore } from '@vecmill/shared/storage/object-store';
 import { createObjectOpener } from '@vecmill/shared/storage/open-object';
 import { ReadBufferPool } from '@vecmill/shared/storage/read-buffer-pool';
-import { PixelBatchBuffers } from './model/pixel-batch-buffers.js';
 import { openStore } from '@vecmill/shared/storage/open-store';
 import { createEmbedProcessor } from './embed-processor.js';
+import { PixelBatchBuffers } from './model/pixel-batch-buffers.js';
 import { ReuseIndex } from './reuse-index.js';
 
 /** What every run this process embeds shares; `vecmill run` and `vecmill worker` fill it from their config. */
@@ -112,7 +112,7 @@ export class EmbedEngine {
       images,
       ...(reuse !== undefined ? { reuse } : {}),
       readBuffers: this.readBuffers,
-      ...(images !== undefined ? { pixelBuffers: this.shared(this.pixelBuffers, `${plan.settings.batchSize}/${3 * images.spec.outHeight * images.spec.outWidth}`, () => new PixelBatchBuffers(plan.settings.batchSize, 3 * images.spec.outHeight * images.spec.outWidth)) } : {}),
+      pixelBuffersFor: (batchImages, floatsPerImage) => this.shared(this.pixelBuffers, `${batchImages}/${floatsPerImage}`, () => new PixelBatchBuffers(batchImages, floatsPerImage)),
     });
   }
 

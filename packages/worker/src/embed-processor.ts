@@ -42,11 +42,11 @@ export interface EmbedProcessorDeps {
   /** Buffers the splits read their input into, shared by the splits in flight. Default: a `ReadBufferPool` with its defaults. */
   readonly readBuffers?: ReadBufferPool;
   /**
-   * Batch tensors for the images, two per split in flight; they must hold `batchSize` images of
-   * the model's input size. Default: the processor's own. A worker passes one set to every run of
-   * the same sizes, so what it keeps is bounded by its concurrency, not by the runs it served.
+   * The batch tensors for images of a size, two per split in flight. Default: the processor's own.
+   * A worker hands every run the same set for the same sizes, so what it keeps is bounded by its
+   * concurrency, not by the runs it served.
    */
-  readonly pixelBuffers?: PixelBatchBuffers;
+  readonly pixelBuffersFor?: (batchImages: number, floatsPerImage: number) => PixelBatchBuffers;
 }
 
 /** Hooks a queue passes in to report progress and to stop a doomed attempt early. */
@@ -135,11 +135,8 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
   // decoding (a reused image is never decoded), so it is computed here.
   const parseOptions: ParseBatchOptions = { kind: settings.kind, maxLineBytes: settings.maxLineBytes, decodeImages: deps.reuse !== undefined };
   // Two batch buffers per split in flight: one batch prepares while the previous one is in inference.
-  const pixelBuffers = deps.pixelBuffers ?? new PixelBatchBuffers(settings.batchSize, pixelsPerImage);
-  if (pixelBuffers.batchImages !== settings.batchSize || pixelBuffers.floatsPerImage !== pixelsPerImage) {
-    throw new VecmillError('E_INTERNAL', `pixel batch buffers of ${pixelBuffers.batchImages} x ${pixelBuffers.floatsPerImage} floats do not fit batches of ${settings.batchSize} x ${pixelsPerImage}`);
-  }
-  const decodeImages = deps.images === undefined ? undefined : createImageDecoder(deps.images, pixelBuffers);
+  const pixelBuffersFor = deps.pixelBuffersFor ?? ((batchImages: number, floatsPerImage: number) => new PixelBatchBuffers(batchImages, floatsPerImage));
+  const decodeImages = deps.images === undefined ? undefined : createImageDecoder(deps.images, pixelBuffersFor(settings.batchSize, pixelsPerImage));
   // The splits in flight keep their chunks' large files in one pool of buffers, and lay out
   // their tables for parquet-wasm in one scratch (encodes are synchronous).
   const fileBuffers = new FileBufferPool();
