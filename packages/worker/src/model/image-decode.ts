@@ -210,8 +210,9 @@ export async function readImageHeader(bytes: Buffer, options: DecodeOptions): Pr
 
 /**
  * The size sharp decodes a JPEG at under `fastDecode` (plain JPEGs shrink further, to the
- * smallest of an eighth, a quarter or a half that covers it, through `decodeJpegWasm`): about twice `target`, so the exact resize
- * that follows still antialiases, or undefined when shrinking would not save enough to matter.
+ * smallest of an eighth, a quarter or a half that covers it, through `decodeJpegWasm`): about
+ * twice `target`, so the exact resize that follows still antialiases, or undefined when shrinking
+ * would not save enough to matter.
  */
 function fastDecodeSize(header: ImageHeader, target: PixelSize): PixelSize | undefined {
   const factor = Math.min(header.width / target.width, header.height / target.height);
@@ -231,8 +232,9 @@ function fastDecodeSize(header: ImageHeader, target: PixelSize): PixelSize | und
  * ignored because PIL ignores them, and CLIP was trained and evaluated that way.
  *
  * `resizeTarget` is the size the caller resizes to next; only `fastDecode` uses it: a plain JPEG
- * (or one that is plain but for its EXIF orientation, turned upright after) is then decoded at the smallest of 1/8, 1/4 and 1/2 of its size that stays at least `resizeTarget` (the DCT
- * does most of the shrinking, the exact resize the rest), other JPEGs at about twice the target.
+ * (or one that is plain but for its EXIF orientation, turned upright after) is then decoded at
+ * the smallest of 1/8, 1/4 and 1/2 of its size that stays at least `resizeTarget` (the DCT does
+ * most of the shrinking, the exact resize the rest), other JPEGs at about twice the target.
  * This is the path without the native decoder (`preprocessImageInto` tries that first): the exact
  * path decodes with sharp, since the WebAssembly decoder gives the same pixels but measured no
  * cheaper at full size; `fastDecode` keeps the WebAssembly decoder, so a machine without a C
