@@ -16,7 +16,7 @@ import { resizeBicubic } from '@vecmill/worker/model/resize-bicubic';
  * (the native libjpeg-turbo addon for the JPEGs it takes when built, sharp at concurrency 1 for the
  * rest, as in a preprocessing thread), and the resize.
  */
-export async function vecmillStages(photos: readonly { bytes: Buffer }[], reps: number): Promise<{ decode: number; resize: number }> {
+async function vecmillStages(photos: readonly { bytes: Buffer }[], reps: number): Promise<{ decode: number; resize: number }> {
   sharp.concurrency(1);
   const headers = await Promise.all(photos.map((p) => readImageHeader(p.bytes, defaultDecodeOptions)));
   const images = await Promise.all(photos.map((p, i) => decodeImage(p.bytes, headers[i]!, defaultDecodeOptions)));
