@@ -186,7 +186,7 @@ function rejectingEmbedder(inner: Embedder, fails: () => boolean, error: () => E
       }
       return inner.embedText(tokens);
     },
-    embedImages: (pixels, batch, height, width) => inner.embedImages(pixels, batch, height, width),
+    embedImages: (pixels) => inner.embedImages(pixels),
     close: () => inner.close(),
   };
 }

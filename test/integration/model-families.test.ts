@@ -9,7 +9,8 @@ import type { Manifest } from '@vecmill/shared/manifest';
 import { ClipTokenizer, type TokenBatch } from '@vecmill/worker/model/clip-tokenizer';
 import { l2NormalizeRows } from '@vecmill/worker/model/embedder';
 import type { ProviderPlan } from '@vecmill/shared/model/execution-provider';
-import { defaultDecodeOptions, parsePreprocessSpec, preprocessImage } from '@vecmill/worker/model/image-preprocess';
+import { defaultDecodeOptions, parsePreprocessSpec, pixelValueTable, preprocessImageInto } from '@vecmill/worker/model/image-preprocess';
+import { cropBytes } from '@vecmill/worker/model/pixel-batch';
 import type { ModelFamily } from '@vecmill/shared/model/model-family';
 import { loadModelFolder, type ModelFolder } from '@vecmill/shared/model/model-folder';
 import { OnnxEmbedder } from '@vecmill/worker/model/onnx-embedder';
@@ -178,8 +179,10 @@ describe('vecmill run with Chinese-CLIP and SigLIP model folders', () => {
         const lines = readFileSync(join(dir, 'pairs.tsv'), 'utf8').trimEnd().split('\n');
         const expectText = async (caption: string) => l2NormalizeRows(await embedder.embedText(tokenizer.encodeBatch([caption], tokenizer.padLength(false, embedder))), embedder.dims);
         const expectImage = async (field: string) => {
-          const pixels = await preprocessImage(Buffer.from(field, 'base64'), spec, defaultDecodeOptions);
-          return l2NormalizeRows(await embedder.embedImages(pixels, 1, spec.outHeight, spec.outWidth), embedder.dims);
+          const crops = new Uint8Array(cropBytes(spec.outHeight, spec.outWidth));
+          await preprocessImageInto(Buffer.from(field, 'base64'), spec, defaultDecodeOptions, crops, 0);
+          const pixels = { crops, count: 1, height: spec.outHeight, width: spec.outWidth, table: pixelValueTable(spec) };
+          return l2NormalizeRows(await embedder.embedImages(pixels), embedder.dims);
         };
         for (const kind of ['pairs', 'text', 'image'] as const) {
           const out = join(dir, `out-${family}-${kind}`);

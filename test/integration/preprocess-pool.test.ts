@@ -12,8 +12,8 @@ import sharp from 'sharp';
 import { fixturesSkipReason, sharedFixturesDir } from '../support/fixtures.js';
 
 /**
- * The pool's threads write a whole batch straight into a shared batch tensor: every image lands in
- * its own slot with the same floats the inline preprocessor computes on this thread, bad images
+ * The pool's threads write a whole batch straight into a shared batch buffer: every image's crop
+ * lands in its own slot with the same bytes the inline preprocessor computes on this thread, bad images
  * come back as their slot's RowError (never a rejection), and the hashes are those of the decoded
  * bytes. Real photos, real sharp, real threads.
  */
@@ -62,9 +62,9 @@ describe('PreprocessPool.preprocessBatch', { skip: fixturesSkipReason() }, () =>
     const { fields, bad } = batchFields();
     const buffers = new PixelBatchBuffers(32, per);
     const shared = buffers.acquire();
-    shared.fill(Number.NaN);
+    shared.fill(0xab);
     const fromPool = await pool.preprocessBatch(fields, true, shared);
-    const local = new Float32Array(32 * per);
+    const local = new Uint8Array(32 * per);
     const inline = await new InlinePreprocessor(spec, defaultDecodeOptions).preprocessBatch(fields, true, local);
     assertResults(fromPool, fields, bad);
     assertResults(inline, fields, bad);
@@ -72,7 +72,7 @@ describe('PreprocessPool.preprocessBatch', { skip: fixturesSkipReason() }, () =>
       if (bad.has(i)) continue;
       assert.deepEqual(shared.subarray(i * per, (i + 1) * per), local.subarray(i * per, (i + 1) * per), `slot ${i}`);
     }
-    assert.ok(Number.isNaN(shared[fields.length * per]!), 'nothing is written past the batch');
+    assert.deepEqual(shared.subarray(fields.length * per), new Uint8Array((32 - fields.length) * per).fill(0xab), 'nothing is written past the batch');
   });
 
   it('takes decoded bytes too (the --reuse path), and reuses a released buffer', async () => {
@@ -83,7 +83,7 @@ describe('PreprocessPool.preprocessBatch', { skip: fixturesSkipReason() }, () =>
     assert.equal(again, first);
     const results = await pool.preprocessBatch(photos, false, again);
     assert.deepEqual(results, photos.map(() => ({ sha256: undefined })));
-    const local = new Float32Array(8 * per);
+    const local = new Uint8Array(8 * per);
     await new InlinePreprocessor(spec, defaultDecodeOptions).preprocessBatch(photos, false, local);
     assert.deepEqual(again.subarray(0, photos.length * per), local.subarray(0, photos.length * per));
   });
@@ -100,7 +100,7 @@ describe('PreprocessPool.preprocessBatch', { skip: fixturesSkipReason() }, () =>
     const { fields: base, bad } = batchFields();
     const fields = [...base.slice(0, 5), largeField, ...base.slice(5)];
     const shifted = new Map([...bad].map(([i, reason]) => [i >= 5 ? i + 1 : i, reason]));
-    const local = new Float32Array(fields.length * per);
+    const local = new Uint8Array(fields.length * per);
     assertResults(await new InlinePreprocessor(spec, defaultDecodeOptions).preprocessBatch(fields, true, local), fields, shifted);
     const buffers = new PixelBatchBuffers(fields.length, per);
     for (let round = 0; round < 2; round++) {
@@ -116,7 +116,7 @@ describe('PreprocessPool.preprocessBatch', { skip: fixturesSkipReason() }, () =>
     }
   });
 
-  it('refuses a batch tensor that its threads cannot share', async () => {
-    await assert.rejects(pool.preprocessBatch(photos, false, new Float32Array(8 * per)), TypeError);
+  it('refuses a batch buffer that its threads cannot share', async () => {
+    await assert.rejects(pool.preprocessBatch(photos, false, new Uint8Array(8 * per)), TypeError);
   });
 });

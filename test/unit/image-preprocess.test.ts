@@ -8,7 +8,7 @@ import { ModelError, RowError } from '@vecmill/shared/errors';
 import { defaultDecodeOptions } from '@vecmill/worker/model/image-decode';
 import { preprocessImage, preprocessImageInto } from '@vecmill/worker/model/image-preprocess';
 import { parsePreprocessSpec, resizedSize, type PreprocessSpec } from '@vecmill/worker/model/preprocess-spec';
-import { resizeBicubic, resizeBicubicChw, type PixelWindow } from '@vecmill/worker/model/resize-bicubic';
+import { resizeBicubic, resizeBicubicCrop, type PixelWindow } from '@vecmill/worker/model/resize-bicubic';
 import { fixturesSkipReason, sharedFixturesDir } from '../support/fixtures.js';
 
 const clipMean = [0.48145466, 0.4578275, 0.40821073] as const;
@@ -176,21 +176,18 @@ test('resizeBicubic reproduces Pillow bit for bit', () => {
   assert.throws(() => resizeBicubic(five, 2, 1, { left: 1, top: 0, width: 2, height: 1 }), RangeError);
 });
 
-/** The CHW planes `resizeBicubicChw` must write, from `resizeBicubic`'s pixels and the table, element by element. */
-function chwByHand(pixels: { data: Uint8Array; width: number; height: number }, table: Float32Array, width: number, height: number, dx: number, dy: number): Float32Array {
-  const out = new Float32Array(3 * width * height);
-  for (let c = 0; c < 3; c++) out.fill(table[c * 256]!, c * width * height, (c + 1) * width * height);
+/** The crop `resizeBicubicCrop` must write: `resizeBicubic`'s pixels at `dx`, `dy` of a zero crop, element by element. */
+function cropByHand(pixels: { data: Uint8Array; width: number; height: number }, width: number, height: number, dx: number, dy: number): Uint8Array {
+  const out = new Uint8Array(3 * width * height);
   for (let y = 0; y < pixels.height; y++) {
     for (let x = 0; x < pixels.width; x++) {
-      for (let c = 0; c < 3; c++) out[(c * height + dy + y) * width + dx + x] = table[c * 256 + pixels.data[(y * pixels.width + x) * 3 + c]!]!;
+      for (let c = 0; c < 3; c++) out[((dy + y) * width + dx + x) * 3 + c] = pixels.data[(y * pixels.width + x) * 3 + c]!;
     }
   }
   return out;
 }
 
-test('resizeBicubicChw writes the table\'s float for every resized byte, padded, in WebAssembly and after the JavaScript fallback', () => {
-  const table = new Float32Array(3 * 256);
-  for (let i = 0; i < table.length; i++) table[i] = Math.fround((i % 256) * 0.37 - (i >> 8) * 100 - 1.5);
+test('resizeBicubicCrop writes the resized window into its crop, zero-padded, in WebAssembly and after the JavaScript fallback', () => {
   // 25,000 x 1,000 RGB is over the kernels' memory cap, so its resize runs in JavaScript; the others run in WebAssembly.
   const big = new Uint8Array(25_000 * 1_000 * 3);
   for (let i = 0; i < big.length; i++) big[i] = (i * 2654435761) >>> 24;
@@ -201,18 +198,18 @@ test('resizeBicubicChw writes the table\'s float for every resized byte, padded,
     [{ data: big, width: 25_000, height: 1_000 }, 20_011, 777, { left: 9_000, top: 0, width: 40, height: 777 }, 43, 780, 1, 3],
   ];
   for (const [src, outWidth, outHeight, window, width, height, dx, dy] of cases) {
-    const want = chwByHand(resizeBicubic(src, outWidth, outHeight, window), table, width, height, dx, dy);
+    const want = cropByHand(resizeBicubic(src, outWidth, outHeight, window), width, height, dx, dy);
     const offset = 5;
-    const out = new Float32Array(new SharedArrayBuffer((want.length + 2 * offset) * 4)).fill(-7);
-    resizeBicubicChw(src, outWidth, outHeight, window, { table, width, height, dx, dy, out, offset });
-    const label = `${src.width}x${src.height} to ${outWidth}x${outHeight}, ${width}x${height} planes`;
-    assert.ok(Buffer.from(out.buffer, offset * 4, want.length * 4).equals(Buffer.from(want.buffer)), `${label}: planes differ`);
-    assert.deepEqual([...out.subarray(0, offset), ...out.subarray(offset + want.length)], new Array(2 * offset).fill(-7), `${label}: wrote outside its slot`);
+    const out = new Uint8Array(new SharedArrayBuffer(want.length + 2 * offset)).fill(0xab);
+    resizeBicubicCrop(src, outWidth, outHeight, window, { width, height, dx, dy, out, offset });
+    const label = `${src.width}x${src.height} to ${outWidth}x${outHeight}, ${width}x${height} crop`;
+    assert.ok(Buffer.from(out.buffer, offset, want.length).equals(want), `${label}: crop differs`);
+    assert.deepEqual([...out.subarray(0, offset), ...out.subarray(offset + want.length)], new Array(2 * offset).fill(0xab), `${label}: wrote outside its slot`);
   }
   const [src, outWidth, outHeight, window] = cases[0]!;
-  const out = new Float32Array(3 * 224 * 224);
-  assert.throws(() => resizeBicubicChw(src, outWidth, outHeight, window, { table, width: 224, height: 224, dx: 1, dy: 0, out, offset: 0 }), RangeError);
-  assert.throws(() => resizeBicubicChw(src, outWidth, outHeight, window, { table, width: 224, height: 224, dx: 0, dy: 0, out, offset: 1 }), RangeError);
+  const out = new Uint8Array(3 * 224 * 224);
+  assert.throws(() => resizeBicubicCrop(src, outWidth, outHeight, window, { width: 224, height: 224, dx: 1, dy: 0, out, offset: 0 }), RangeError);
+  assert.throws(() => resizeBicubicCrop(src, outWidth, outHeight, window, { width: 224, height: 224, dx: 0, dy: 0, out, offset: 1 }), RangeError);
 });
 
 test('the whole pipeline matches Hugging Face CLIPImageProcessor bit for bit', async () => {
@@ -343,13 +340,13 @@ test('colour models and odd shapes come out as the expected RGB', async () => {
   assertUniform(await preprocessImage(strip, clipSpec, defaultDecodeOptions), [0, 255, 0], '2000x40 strip');
 });
 
-test('preprocessImageInto writes exactly its slot of a batch buffer', async () => {
+test('preprocessImageInto writes exactly its slot of a batch buffer: the crop, 8-bit RGB', async () => {
   const size = 3 * 224 * 224;
-  const batch = new Float32Array(3 * size).fill(Number.NaN);
+  const batch = new Uint8Array(3 * size).fill(7);
   await preprocessImageInto(await uniform(50, 40, [255, 255, 255]), clipSpec, defaultDecodeOptions, batch, size);
-  assert.ok(batch.subarray(0, size).every(Number.isNaN), 'slot 0 untouched');
-  assert.ok(batch.subarray(2 * size).every(Number.isNaN), 'slot 2 untouched');
-  assertUniform(batch.subarray(size, 2 * size), [255, 255, 255], 'slot 1');
+  assert.ok(batch.subarray(0, size).every((v) => v === 7), 'slot 0 untouched');
+  assert.ok(batch.subarray(2 * size).every((v) => v === 7), 'slot 2 untouched');
+  assert.ok(batch.subarray(size, 2 * size).every((v) => v === 255), 'slot 1 is the white crop');
   await assert.rejects(preprocessImageInto(await uniform(5, 5, [0, 0, 0]), clipSpec, defaultDecodeOptions, batch, 2 * size + 1), RangeError);
 });
 

@@ -4,9 +4,10 @@ import { ClipTokenizer } from '@vecmill/worker/model/clip-tokenizer';
 import { l2NormalizeRows } from '@vecmill/worker/model/embedder';
 import { detectProviderAvailability, planExecutionProviders, type DeviceRequest } from '@vecmill/shared/model/execution-provider';
 import { InlinePreprocessor } from '@vecmill/worker/model/image-preprocessor';
-import { parsePreprocessSpec } from '@vecmill/worker/model/image-preprocess';
+import { parsePreprocessSpec, pixelValueTable } from '@vecmill/worker/model/image-preprocess';
 import { loadModelFolder } from '@vecmill/shared/model/model-folder';
 import { OnnxEmbedder } from '@vecmill/worker/model/onnx-embedder';
+import { cropBytes } from '@vecmill/worker/model/pixel-batch';
 import { resolveModelDir } from '@vecmill/shared/model/resolve-model';
 import { modalities } from '@vecmill/shared/run-plan';
 import type { S3ClientOptions } from '@vecmill/shared/storage/s3-store';
@@ -81,15 +82,15 @@ export class QueryEmbedder {
   /** One image's embedding; `name` (its file) appears in the error when it cannot be decoded. */
   async embedImage(bytes: Buffer, name: string): Promise<Float32Array> {
     if (this.images === undefined) throw new ModelError('this query embedder was opened without the image tower');
-    const { outHeight, outWidth } = this.images.spec;
-    const pixels = new Float32Array(3 * outHeight * outWidth);
+    const { spec } = this.images;
+    const crop = new Uint8Array(cropBytes(spec.outHeight, spec.outWidth));
     try {
-      await this.images.preprocessInto(bytes, pixels, 0);
+      await this.images.preprocessInto(bytes, crop, 0);
     } catch (err) {
       if (err instanceof RowError) throw new InputError(`query image ${name} cannot be used (${err.reason}: ${err.message}); pass a JPEG, PNG, WebP, GIF, TIFF or AVIF file`, { file: name }, { cause: err });
       throw err;
     }
-    const values = await this.embedder.embedImages(pixels, 1, outHeight, outWidth);
+    const values = await this.embedder.embedImages({ crops: crop, count: 1, height: spec.outHeight, width: spec.outWidth, table: pixelValueTable(spec) });
     return this.normalize ? l2NormalizeRows(values, this.dims) : values;
   }
 

@@ -84,37 +84,25 @@ export function vertical(src: usize, stride: i32, height: i32, bounds: usize, we
 }
 
 /**
- * Rescale, normalize and CHW in one pass: `width` x `height` interleaved RGB bytes at `src` become
- * three float32 planes of `outWidth` x `outHeight` at `dst`, the image at column `dx`, row `dy`.
- * Each value is looked up in `table` (3 x 256 float32, channel-major), which holds Hugging Face's
- * float32 arithmetic for every byte value, so the floats are bit-identical to it. When the image
- * does not cover the planes, the rest is the table's value for 0 (HF pads with zero pixels).
- * Reads four bytes per pixel (one past it), so the source needs 1 byte of slack.
+ * Rescale, normalize and CHW in one pass: `pixels` interleaved RGB bytes at `src` (a crop, padding
+ * already in place) become three float32 planes of `pixels` values each at `dst`. Each value is
+ * looked up in `table` (3 x 256 float32, channel-major), which holds Hugging Face's float32
+ * arithmetic for every byte value, so the floats are bit-identical to it. Reads four bytes per
+ * pixel (one past it), so the source needs 1 byte of slack.
  */
-export function chw(src: usize, width: i32, height: i32, table: usize, dst: usize, outWidth: i32, outHeight: i32, dx: i32, dy: i32): void {
-  const plane = <usize>(outWidth * outHeight) << 2;
-  if (width != outWidth || height != outHeight) {
-    for (let c = 0; c < 3; c++) {
-      const fill = f32x4.splat(load<f32>(table + <usize>(c << 10)));
-      const start = dst + <usize>c * plane;
-      let o: usize = 0;
-      for (; o + 16 <= plane; o += 16) v128.store(start + o, fill);
-      for (; o < plane; o += 4) v128.store32_lane(start + o, fill, 0);
-    }
-  }
+export function chw(src: usize, pixels: i32, table: usize, dst: usize): void {
+  const plane = <usize>pixels << 2;
   const t1 = table + 1024;
   const t2 = table + 2048;
   let p = src;
-  for (let y = 0; y < height; y++) {
-    let r = dst + (<usize>((dy + y) * outWidth + dx) << 2);
-    const end = r + (<usize>width << 2);
-    while (r < end) {
-      const px = load<u32>(p);
-      store<f32>(r, load<f32>(table + ((px & 0xff) << 2)));
-      store<f32>(r + plane, load<f32>(t1 + ((px >> 6) & 0x3fc)));
-      store<f32>(r + 2 * plane, load<f32>(t2 + ((px >> 14) & 0x3fc)));
-      p += 3;
-      r += 4;
-    }
+  let r = dst;
+  const end = dst + plane;
+  while (r < end) {
+    const px = load<u32>(p);
+    store<f32>(r, load<f32>(table + ((px & 0xff) << 2)));
+    store<f32>(r + plane, load<f32>(t1 + ((px >> 6) & 0x3fc)));
+    store<f32>(r + 2 * plane, load<f32>(t2 + ((px >> 14) & 0x3fc)));
+    p += 3;
+    r += 4;
   }
 }

@@ -1,16 +1,18 @@
 import type { ImagePreprocessor } from './model/image-preprocessor.js';
+import { pixelValueTable } from './model/image-preprocess.js';
+import type { PixelBatch } from './model/pixel-batch.js';
 import type { PixelBatchBuffers } from './model/pixel-batch-buffers.js';
 import type { ParsedBatch } from './parse-batch.js';
 
 /**
- * A batch's images as the vision tower takes them: `pixels` holds one CHW image per row of `rows`,
- * in that order, at the start of a shared batch buffer. `release` gives the buffer back for the
- * next batches; call it once the inference that reads `pixels` has settled.
+ * A batch's images as the vision tower's thread takes them: `pixels` holds one crop per row of
+ * `rows`, in that order, at the start of a shared batch buffer. `release` gives the buffer back for
+ * the next batches; call it once the inference that reads `pixels` has settled.
  */
 export interface DecodedImages {
   readonly rows: number[];
   /** Undefined when no image of the batch decoded. */
-  readonly pixels: Float32Array | undefined;
+  readonly pixels: PixelBatch | undefined;
   readonly release: () => void;
 }
 
@@ -18,14 +20,16 @@ export interface DecodedImages {
 export type ImageDecoder = (batch: ParsedBatch) => Promise<DecodedImages>;
 
 /**
- * The decode step of the embed path: the preprocessing threads write a batch's images straight
+ * The decode step of the embed path: the preprocessing threads write a batch's crops straight
  * into a reused shared buffer (no copy, no allocation here), then the images that failed are
  * compacted away so they leave no gap. An image's own fault becomes its row's error; a dead
  * thread or a closed pool fails the attempt. Records each image's content hash when the threads
  * decoded its base64.
  */
 export function createImageDecoder(images: ImagePreprocessor, buffers: PixelBatchBuffers): ImageDecoder {
-  const per = buffers.floatsPerImage;
+  const per = buffers.bytesPerImage;
+  const { outHeight: height, outWidth: width } = images.spec;
+  const table = pixelValueTable(images.spec);
   return async function decodeImages(b) {
     const { rows, bytes, decoded } = b.images;
     const buffer = buffers.acquire();
@@ -53,6 +57,7 @@ export function createImageDecoder(images: ImagePreprocessor, buffers: PixelBatc
       release();
       return { rows: decodedRows, pixels: undefined, release: () => undefined };
     }
-    return { rows: decodedRows, pixels: buffer.subarray(0, decodedRows.length * per), release };
+    const count = decodedRows.length;
+    return { rows: decodedRows, pixels: { crops: buffer.subarray(0, count * per), count, height, width, table }, release };
   };
 }

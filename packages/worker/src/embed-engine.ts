@@ -112,7 +112,7 @@ export class EmbedEngine {
       images,
       ...(reuse !== undefined ? { reuse } : {}),
       readBuffers: this.readBuffers,
-      pixelBuffersFor: (batchImages, floatsPerImage) => this.shared(this.pixelBuffers, `${batchImages}/${floatsPerImage}`, () => new PixelBatchBuffers(batchImages, floatsPerImage)),
+      pixelBuffersFor: (batchImages, bytesPerImage) => this.shared(this.pixelBuffers, `${batchImages}/${bytesPerImage}`, () => new PixelBatchBuffers(batchImages, bytesPerImage)),
     });
   }
 

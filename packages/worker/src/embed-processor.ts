@@ -5,6 +5,7 @@ import { ClipTokenizer } from './model/clip-tokenizer.js';
 import { l2NormalizeRows, type Embedder } from './model/embedder.js';
 import type { ImagePreprocessor } from './model/image-preprocessor.js';
 import { InlineTextEncoder } from './model/inline-text-encoder.js';
+import { cropBytes, slicePixelBatch, type PixelBatch } from './model/pixel-batch.js';
 import { PixelBatchBuffers } from './model/pixel-batch-buffers.js';
 import type { TokenLayout } from './model/token-layout.js';
 import type { BatchTextEncoder } from './model/tokenizer-pool.js';
@@ -42,11 +43,11 @@ export interface EmbedProcessorDeps {
   /** Buffers the splits read their input into, shared by the splits in flight. Default: a `ReadBufferPool` with its defaults. */
   readonly readBuffers?: ReadBufferPool;
   /**
-   * The batch tensors for images of a size, two per split in flight. Default: the processor's own.
+   * The batch buffers for crops of a size, two per split in flight. Default: the processor's own.
    * A worker hands every run the same set for the same sizes, so what it keeps is bounded by its
    * concurrency, not by the runs it served.
    */
-  readonly pixelBuffersFor?: (batchImages: number, floatsPerImage: number) => PixelBatchBuffers;
+  readonly pixelBuffersFor?: (batchImages: number, bytesPerImage: number) => PixelBatchBuffers;
 }
 
 /** Hooks a queue passes in to report progress and to stop a doomed attempt early. */
@@ -75,7 +76,7 @@ interface PreparedBatch extends Omit<ParsedBatch, 'images'> {
   readonly textGroups: readonly TextGroup[];
   readonly imageRows: number[];
   /** The batch's images in a shared batch buffer, which `releasePixels` gives back once inference has settled. */
-  readonly pixels: Float32Array | undefined;
+  readonly pixels: PixelBatch | undefined;
   readonly releasePixels: () => void;
 }
 
@@ -126,7 +127,7 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
   const settings = plan.settings;
   const dims = embedder.dims;
   const padTo = tokenizer?.padLength(settings.trimText, embedder);
-  const pixelsPerImage = preprocess === undefined ? 0 : 3 * preprocess.outHeight * preprocess.outWidth;
+  const cropBytesPerImage = preprocess === undefined ? 0 : cropBytes(preprocess.outHeight, preprocess.outWidth);
   // Text-only inputs read several batches at once and sort them by token length, so each model
   // call pads to a near-uniform length; with images the window stays one batch to bound memory.
   const windowBatches = preprocess === undefined && padTo === undefined ? 8 : 1;
@@ -135,8 +136,8 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
   // decoding (a reused image is never decoded), so it is computed here.
   const parseOptions: ParseBatchOptions = { kind: settings.kind, maxLineBytes: settings.maxLineBytes, decodeImages: deps.reuse !== undefined };
   // Two batch buffers per split in flight: one batch prepares while the previous one is in inference.
-  const pixelBuffersFor = deps.pixelBuffersFor ?? ((batchImages: number, floatsPerImage: number) => new PixelBatchBuffers(batchImages, floatsPerImage));
-  const decodeImages = deps.images === undefined ? undefined : createImageDecoder(deps.images, pixelBuffersFor(settings.batchSize, pixelsPerImage));
+  const pixelBuffersFor = deps.pixelBuffersFor ?? ((batchImages: number, bytesPerImage: number) => new PixelBatchBuffers(batchImages, bytesPerImage));
+  const decodeImages = deps.images === undefined ? undefined : createImageDecoder(deps.images, pixelBuffersFor(settings.batchSize, cropBytesPerImage));
   // The splits in flight keep their chunks' large files in one pool of buffers, and lay out
   // their tables for parquet-wasm in one scratch (encodes are synchronous).
   const fileBuffers = new FileBufferPool();
@@ -290,12 +291,11 @@ export function createEmbedProcessor(deps: EmbedProcessorDeps): (splitIndex: num
     const t0 = performance.now();
     const n = batch.lineIndex.length;
     const imageCalls: Promise<Float32Array>[] = [];
-    if (batch.pixels !== undefined && preprocess !== undefined) {
-      const per = pixelsPerImage;
+    if (batch.pixels !== undefined) {
       for (let i = 0; i < batch.imageRows.length; i += settings.batchSize) {
         const count = Math.min(settings.batchSize, batch.imageRows.length - i);
         const into = vectors.imageOutputs?.subarray(i * dims, (i + count) * dims);
-        imageCalls.push(embedder.embedImages(batch.pixels.subarray(i * per, (i + count) * per), count, preprocess.outHeight, preprocess.outWidth, into));
+        imageCalls.push(embedder.embedImages(slicePixelBatch(batch.pixels, i, count), into));
       }
     }
     let textAt = 0;

@@ -21,6 +21,8 @@ import { MODEL_FAMILIES, type ModelFamily } from '@vecmill/shared/model/model-fa
 import { loadModelFolder, type ModelDtype } from '@vecmill/shared/model/model-folder';
 import { OnnxEmbedder } from '@vecmill/worker/model/onnx-embedder';
 import { PreprocessPool } from '@vecmill/worker/model/preprocess-pool';
+import { pixelValueTable } from '@vecmill/worker/model/image-preprocess';
+import { cropBytes, type PixelBatch } from '@vecmill/worker/model/pixel-batch';
 import { makeModel } from '../modelgen/make-model.js';
 import { benchPhotos, captionOfLength, writePairsTsv } from './bench-data.js';
 import { runPgvectorBench } from './pgvector-bench.js';
@@ -102,9 +104,9 @@ async function openEmbedder(modelDir: string, dtype: ModelDtype) {
   return { model, embedder: await OnnxEmbedder.open(model, { plan, intraOpThreads: threads }) };
 }
 
-/** A batch tensor the preprocessing threads write into directly. */
-function sharedFloats(n: number): Float32Array {
-  return new Float32Array(new SharedArrayBuffer(n * Float32Array.BYTES_PER_ELEMENT));
+/** A batch buffer the preprocessing threads write crops into directly. */
+function sharedBytes(n: number): Uint8Array {
+  return new Uint8Array(new SharedArrayBuffer(n));
 }
 
 async function main(): Promise<void> {
@@ -117,15 +119,17 @@ async function main(): Promise<void> {
   const context = tokenizer.contextLength;
   const pool = new PreprocessPool(model.preprocessorConfig, { maxPixels: 50_000_000, fastDecode: false }, threads);
   const spec = pool.spec;
-  const per = 3 * spec.outHeight * spec.outWidth;
+  const per = cropBytes(spec.outHeight, spec.outWidth);
+  const valueTable = pixelValueTable(spec);
   const photoBytes = (n: number): Buffer[] => Array.from({ length: n }, (_, i) => photos[i % photos.length]!.bytes);
-  const pixels = sharedFloats(batch * per);
-  await pool.preprocessBatch(photoBytes(batch), false, pixels);
+  const batchOf = (crops: Uint8Array): PixelBatch => ({ crops: crops.subarray(0, batch * per), count: batch, height: spec.outHeight, width: spec.outWidth, table: valueTable });
+  const pixels = batchOf(sharedBytes(batch * per));
+  await pool.preprocessBatch(photoBytes(batch), false, pixels.crops);
   const captions = Array.from({ length: batch }, (_, r) => captionOfLength(photos[r % photos.length]!.caption, r));
 
   process.stderr.write('model-only ceiling…\n');
   const ids77 = tokenizer.encodeBatch(captions, context);
-  const tImage = await timeIt(async () => void (await embedder.embedImages(pixels.slice(), batch, spec.outHeight, spec.outWidth)));
+  const tImage = await timeIt(async () => void (await embedder.embedImages(pixels)));
   const tText77 = await timeIt(async () => void (await embedder.embedText(ids77)));
   const ceiling = batch / (tImage + tText77);
   record('model_ceiling_pairs_per_s', `model-only ceiling (text padded to ${context})`, ceiling, 'pairs/s', `batch ${batch}, ${threads} threads`);
@@ -141,27 +145,27 @@ async function main(): Promise<void> {
 
   process.stderr.write('decode-only…\n');
   const decodeImages = 4 * batch;
-  const scratch = sharedFloats(decodeImages * per);
+  const scratch = sharedBytes(decodeImages * per);
   const tDecode = await timeIt(async () => void (await pool.preprocessBatch(photoBytes(decodeImages), false, scratch)), 2);
   record('decode_images_per_s', 'decode + exact resize only', decodeImages / tDecode, 'images/s', `${threads} threads`);
   const fastPool = new PreprocessPool(model.preprocessorConfig, { maxPixels: 50_000_000, fastDecode: true }, threads);
-  const fastPixels = sharedFloats(decodeImages * per);
+  const fastPixels = sharedBytes(decodeImages * per);
   const tFast = await timeIt(async () => void (await fastPool.preprocessBatch(photoBytes(decodeImages), false, fastPixels)), 2);
   await fastPool.close();
   record('fast_decode_speedup', '--fast-decode speed-up', tDecode / tFast, 'x');
-  const exactEmb = await embedder.embedImages(scratch.slice(0, batch * per), batch, spec.outHeight, spec.outWidth);
-  const fastEmb = await embedder.embedImages(fastPixels.slice(0, batch * per), batch, spec.outHeight, spec.outWidth);
+  const exactEmb = await embedder.embedImages(batchOf(scratch));
+  const fastEmb = await embedder.embedImages(batchOf(fastPixels));
   record('fast_decode_min_cosine', '--fast-decode min cosine to exact', cosineRows(exactEmb, fastEmb, embedder.dims), '');
 
   process.stderr.write('q8…\n');
-  const fp32Vision = await embedder.embedImages(pixels.slice(), batch, spec.outHeight, spec.outWidth);
+  const fp32Vision = await embedder.embedImages(pixels);
   const fp32Text = await embedder.embedText(ids77);
   await embedder.close();
   const q8 = await openEmbedder(modelDir, 'q8');
-  const tImageQ8 = await timeIt(async () => void (await q8.embedder.embedImages(pixels.slice(), batch, spec.outHeight, spec.outWidth)));
+  const tImageQ8 = await timeIt(async () => void (await q8.embedder.embedImages(pixels)));
   record('vision_images_per_s_q8', 'vision tower q8', batch / tImageQ8, 'images/s');
   record('q8_vision_speedup', 'q8 vision speed-up over fp32', tImage / tImageQ8, 'x');
-  record('q8_vision_min_cosine', 'q8 vision min cosine to fp32', cosineRows(fp32Vision, await q8.embedder.embedImages(pixels.slice(), batch, spec.outHeight, spec.outWidth), q8.embedder.dims), '');
+  record('q8_vision_min_cosine', 'q8 vision min cosine to fp32', cosineRows(fp32Vision, await q8.embedder.embedImages(pixels), q8.embedder.dims), '');
   record('q8_text_min_cosine', 'q8 text min cosine to fp32', cosineRows(fp32Text, await q8.embedder.embedText(ids77), q8.embedder.dims), '');
   await q8.embedder.close();
   await pool.close();

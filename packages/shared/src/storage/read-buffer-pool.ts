@@ -3,8 +3,10 @@ export interface ReadBufferPoolOptions {
   /** Size of each buffer, so the most a read fills at once. Default 1 MiB, as the local store's streams read. */
   readonly bufferBytes?: number;
   /**
-   * Free buffers kept for later reads; more are dropped for the collector. Default 32: about the
-   * most a split's batch of image lines spans (16 MiB) plus the read ahead, for two splits.
+   * Free buffers kept for later reads; more are dropped for the collector. Default 128: at least
+   * what two splits in flight hold at once (a batch of image lines, up to 16 MiB, and the read
+   * ahead: 96 buffers in all on the bench's image TSV). With 32, the buffers two splits released
+   * at once were mostly dropped and made anew, a page fault per 4 KiB each time.
    */
   readonly maxFree?: number;
   /**
@@ -33,7 +35,7 @@ export class ReadBufferPool {
 
   constructor(options: ReadBufferPoolOptions = {}) {
     this.bufferBytes = options.bufferBytes ?? DEFAULT_READ_BUFFER_BYTES;
-    this.maxFree = options.maxFree ?? 32;
+    this.maxFree = options.maxFree ?? 128;
     this.maxHeldPerLease = options.maxHeldPerLease ?? 64;
   }
 

@@ -1,4 +1,5 @@
-/** Messages between the main thread and the inference thread. Buffers travel as transferables, or shared (SharedArrayBuffer batch tensors). */
+/** Messages between the main thread and the inference thread. Buffers travel as transferables, or shared (SharedArrayBuffer batch buffers). */
+import type { PixelBatch } from './pixel-batch.js';
 
 /** Session settings sent once when the thread starts. */
 export interface EmbedThreadInit {
@@ -28,7 +29,7 @@ export interface EmbedThreadReady {
  */
 export type EmbedRequest =
   | { readonly kind: 'text'; readonly id: number; readonly ids: BigInt64Array; readonly batch: number; readonly seqLen: number; readonly lengths: readonly number[]; readonly into: Float32Array | undefined }
-  | { readonly kind: 'image'; readonly id: number; readonly pixels: Float32Array; readonly batch: number; readonly height: number; readonly width: number; readonly into: Float32Array | undefined };
+  | { readonly kind: 'image'; readonly id: number; readonly pixels: PixelBatch; readonly into: Float32Array | undefined };
 
 export type EmbedResponse =
   | { readonly kind: 'result'; readonly id: number; readonly values: Float32Array }

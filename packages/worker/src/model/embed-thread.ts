@@ -4,6 +4,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
+import { ChwTensor } from './chw-tensor.js';
 import type { EmbedRequest, EmbedThreadInit, EmbedThreadMessage } from './embed-thread-protocol.js';
 import { cudaSessionFallbackWarning } from '@vecmill/shared/model/execution-provider';
 
@@ -126,25 +127,16 @@ async function main(): Promise<void> {
   }
 
   /**
-   * onnxruntime-node refuses tensors over a SharedArrayBuffer (N-API's array-buffer accessor
-   * rejects shared memory), so a shared batch is copied once, here, into a buffer this thread
-   * keeps and reuses: no allocation per batch, and no copy on the event loop. It is made as large
-   * as the whole shared batch tensor, not the batch in hand: batches cut short by their bytes
-   * differ in size, and growing it for each larger one page-faulted tens of megabytes in anew.
-   * Only the pages a batch writes become resident.
+   * The float input is made here, from the batch's 8-bit crops, into memory this thread keeps and
+   * reuses (onnxruntime-node refuses tensors over a SharedArrayBuffer, so the shared crops could
+   * not be fed as they are anyway): no allocation per batch, and no work on the event loop.
    */
-  let sharedCopy = new Float32Array(0);
-  function ownPixels(pixels: Float32Array): Float32Array {
-    if (!(pixels.buffer instanceof SharedArrayBuffer)) return pixels;
-    if (sharedCopy.length < pixels.length) sharedCopy = new Float32Array(Math.max(pixels.length, pixels.buffer.byteLength / Float32Array.BYTES_PER_ELEMENT));
-    const own = sharedCopy.subarray(0, pixels.length);
-    own.set(pixels);
-    return own;
-  }
+  const tensor = new ChwTensor();
 
   async function runImage(req: Extract<EmbedRequest, { kind: 'image' }>): Promise<Float32Array> {
     if (vision === undefined || visionOut === undefined) throw new Error('this run has no vision model');
-    const out = await vision.run({ pixel_values: new ort.Tensor('float32', ownPixels(req.pixels), [req.batch, 3, req.height, req.width]) }, [visionOut]);
+    const { count, height, width } = req.pixels;
+    const out = await vision.run({ pixel_values: new ort.Tensor('float32', tensor.fill(req.pixels), [count, 3, height, width]) }, [visionOut]);
     return toFloat32(out[visionOut], req.into);
   }
 

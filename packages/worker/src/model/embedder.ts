@@ -1,4 +1,5 @@
 import type { TokenBatch } from './clip-tokenizer.js';
+import type { PixelBatch } from './pixel-batch.js';
 
 /** How the text graph's sequence axis is declared: decides whether padding can be trimmed. */
 export interface TextInputShape {
@@ -27,8 +28,11 @@ export interface Embedder {
    * return it instead of allocating an array per call; callers read whichever array is returned.
    */
   embedText(tokens: TokenBatch, into?: Float32Array): Promise<Float32Array>;
-  /** `pixels` is `[batch, 3, height, width]` float32; returns `batch * dims` floats, row-major (`into` as for `embedText`). */
-  embedImages(pixels: Float32Array, batch: number, height: number, width: number, into?: Float32Array): Promise<Float32Array>;
+  /**
+   * `pixels.count` images as crops (see PixelBatch), which the embedder turns into the model's
+   * `[count, 3, height, width]` float32 input; returns `count * dims` floats, row-major (`into` as for `embedText`).
+   */
+  embedImages(pixels: PixelBatch, into?: Float32Array): Promise<Float32Array>;
   close(): Promise<void>;
 }
 

@@ -2,7 +2,8 @@ import { decodeJpegNative, readNativeJpegHeader } from './decode-jpeg-native.js'
 import { jpegScaleEighths } from './decode-jpeg-wasm.js';
 import { decodeImage, readImageHeader, type DecodeOptions, type PixelSize, type RgbImage } from './image-decode.js';
 import { resizedSize, type PreprocessSpec } from './preprocess-spec.js';
-import { resizeBicubicChw, resizeSourceWindow, type PixelWindow } from './resize-bicubic.js';
+import { chwFloats } from './chw-tensor.js';
+import { resizeBicubicCrop, resizeSourceWindow, type PixelWindow } from './resize-bicubic.js';
 
 /** The whole preprocessing API (spec, options, entry points) is importable from this one module. */
 export { parsePreprocessSpec, type PreprocessSpec } from './preprocess-spec.js';
@@ -15,7 +16,8 @@ export { defaultDecodeOptions, type DecodeOptions } from './image-decode.js';
  */
 const valueTables = new WeakMap<PreprocessSpec, Float32Array>();
 
-function valueTable(spec: PreprocessSpec): Float32Array {
+/** The 3 x 256 table of `spec` that a PixelBatch carries; one per spec, computed once. */
+export function pixelValueTable(spec: PreprocessSpec): Float32Array {
   const cached = valueTables.get(spec);
   if (cached !== undefined) return cached;
   const table = new Float32Array(3 * 256);
@@ -53,10 +55,12 @@ function cropPlacement(resized: { width: number; height: number }, crop: { width
 }
 
 /**
- * Writes one image's CHW float32 pixels into `out` at `offset` (floats); throws RowError on a
- * bad image. Follows Hugging Face's CLIPImageProcessor: convert to RGB, bicubic resize exactly
- * as PIL does, center crop (padding when too small), rescale, normalize. Writing in place lets
- * a batch share one tensor buffer instead of copying each image into it.
+ * Writes one image's crop into `out` at `offset` (bytes: `3 x outHeight x outWidth` of 8-bit RGB,
+ * interleaved); throws RowError on a bad image. Follows Hugging Face's CLIPImageProcessor up to the
+ * floats: convert to RGB, bicubic resize exactly as PIL does, center crop (padding with zero pixels
+ * when too small). Rescale and normalize are `pixelValueTable(spec)`, applied where the model runs
+ * (see PixelBatch). Writing in place lets a batch share one buffer instead of copying each image
+ * into it.
  *
  * An 8-bit greyscale or YCbCr JPEG goes to the native libjpeg-turbo decoder when it is built
  * (header and decode with no sharp call, EXIF orientation undone, pixels written where the resize
@@ -64,10 +68,10 @@ function cropPlacement(resized: { width: number; height: number }, crop: { width
  * `decodeImage` gives without the addon); everything else, and anything it declines, goes to sharp
  * through `decodeImage`.
  */
-export async function preprocessImageInto(bytes: Buffer, spec: PreprocessSpec, options: DecodeOptions, out: Float32Array, offset: number): Promise<void> {
+export async function preprocessImageInto(bytes: Buffer, spec: PreprocessSpec, options: DecodeOptions, out: Uint8Array, offset: number): Promise<void> {
   const size = 3 * spec.outHeight * spec.outWidth;
   if (!Number.isInteger(offset) || offset < 0 || offset + size > out.length) {
-    throw new RangeError(`cannot write ${size} floats at offset ${offset} into a buffer of ${out.length}`);
+    throw new RangeError(`cannot write ${size} bytes at offset ${offset} into a buffer of ${out.length}`);
   }
   const jpeg = options.nativeJpeg === false ? undefined : readNativeJpegHeader(bytes, options.maxPixels);
   const header = jpeg ?? (await readImageHeader(bytes, options));
@@ -76,9 +80,9 @@ export async function preprocessImageInto(bytes: Buffer, spec: PreprocessSpec, o
     const eighths = options.fastDecode && target !== undefined ? jpegScaleEighths(header.width, header.height, target) : 8;
     // Decoded into the resize kernels' memory: resized before any await, as decodeJpegNative requires.
     const native = decodeJpegNative(bytes, jpeg, eighths, target === undefined ? undefined : readRegion(header, eighths, target, spec));
-    if (native !== undefined) return resizeInto(native, target, spec, out, offset);
+    if (native !== undefined) return cropInto(native, target, spec, out, offset);
   }
-  resizeInto(await decodeImage(bytes, header, options, target), target, spec, out, offset);
+  cropInto(await decodeImage(bytes, header, options, target), target, spec, out, offset);
 }
 
 /** The pixels of a JPEG decoded at `eighths / 8` of `header`'s size that its resize to `target` and center crop read. */
@@ -87,20 +91,17 @@ function readRegion(header: PixelSize, eighths: number, target: PixelSize, spec:
   return resizeSourceWindow(Math.ceil((header.width * eighths) / 8), Math.ceil((header.height * eighths) / 8), target.width, target.height, window);
 }
 
-/**
- * Resize to `target` (none: as decoded), center crop, rescale, normalize, CHW into `out` at
- * `offset`: the last three in one WebAssembly pass over `valueTable` (`resizeBicubicChw`).
- */
-function resizeInto(image: RgbImage, target: PixelSize | undefined, spec: PreprocessSpec, out: Float32Array, offset: number): void {
+/** Resize to `target` (none: as decoded) and center crop into `out` at `offset` (`resizeBicubicCrop`). */
+function cropInto(image: RgbImage, target: PixelSize | undefined, spec: PreprocessSpec, out: Uint8Array, offset: number): void {
   const resized = target ?? image;
   const crop = spec.crop ?? resized;
   const { window, dx, dy } = cropPlacement(resized, crop);
-  resizeBicubicChw(image, resized.width, resized.height, window, { table: valueTable(spec), width: crop.width, height: crop.height, dx, dy, out, offset });
+  resizeBicubicCrop(image, resized.width, resized.height, window, { width: crop.width, height: crop.height, dx, dy, out, offset });
 }
 
-/** One image as a fresh `3 x outHeight x outWidth` float32 array; see `preprocessImageInto`. */
+/** One image as a fresh `3 x outHeight x outWidth` float32 array, the model's input; see `preprocessImageInto`. */
 export async function preprocessImage(bytes: Buffer, spec: PreprocessSpec, options: DecodeOptions): Promise<Float32Array> {
-  const out = new Float32Array(3 * spec.outHeight * spec.outWidth);
-  await preprocessImageInto(bytes, spec, options, out, 0);
-  return out;
+  const crop = new Uint8Array(3 * spec.outHeight * spec.outWidth);
+  await preprocessImageInto(bytes, spec, options, crop, 0);
+  return chwFloats({ crops: crop, count: 1, height: spec.outHeight, width: spec.outWidth, table: pixelValueTable(spec) });
 }

@@ -3,6 +3,7 @@ import { ModelError, VecmillError } from '@vecmill/shared/errors';
 import type { TokenBatch } from './clip-tokenizer.js';
 import type { EmbedRequest, EmbedThreadInit, EmbedThreadMessage } from './embed-thread-protocol.js';
 import type { Embedder, TextInputShape } from './embedder.js';
+import type { PixelBatch } from './pixel-batch.js';
 import type { ProviderPlan } from '@vecmill/shared/model/execution-provider';
 import type { ModelFolder } from '@vecmill/shared/model/model-folder';
 
@@ -114,12 +115,12 @@ export class OnnxEmbedder implements Embedder {
   }
 
   /**
-   * A batch tensor over a SharedArrayBuffer is shared with the inference thread, not transferred:
-   * the caller gets it back to reuse once the promise settles. Any other buffer is transferred.
+   * Crops over a SharedArrayBuffer are shared with the inference thread, not transferred: the
+   * caller gets them back to reuse once the promise settles. Any other buffer is transferred.
    */
-  embedImages(pixels: Float32Array, batch: number, height: number, width: number, into?: Float32Array): Promise<Float32Array> {
-    const transfer = pixels.buffer instanceof SharedArrayBuffer ? [] : [pixels.buffer as ArrayBuffer];
-    return this.request({ kind: 'image', id: this.nextId++, pixels, batch, height, width, into: this.output(into, batch) }, transfer);
+  embedImages(pixels: PixelBatch, into?: Float32Array): Promise<Float32Array> {
+    const transfer = pixels.crops.buffer instanceof SharedArrayBuffer ? [] : [pixels.crops.buffer as ArrayBuffer];
+    return this.request({ kind: 'image', id: this.nextId++, pixels, into: this.output(into, pixels.count) }, transfer);
   }
 
   /** `into` when the thread can write into it: shared memory of exactly `batch × dims` floats; else a fresh array is answered. */

@@ -2,6 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { RowError, VecmillError, type RowErrorReason } from '@vecmill/shared/errors';
 import { parsePreprocessSpec, type DecodeOptions, type PreprocessSpec } from './image-preprocess.js';
 import type { BatchImageResult, ImagePreprocessor } from './image-preprocessor.js';
+import { cropBytes } from './pixel-batch.js';
 
 /** Sent once to each thread. */
 export interface PreprocessThreadInit {
@@ -11,8 +12,8 @@ export interface PreprocessThreadInit {
 
 /**
  * A run of consecutive images of a batch: their encoded bytes back to back at the start of an
- * input buffer in shared memory (image `k` ends at `ends[k]`), written from slot `firstSlot` on
- * into `out`, the batch tensor over shared memory. The pool writes that input buffer again only
+ * input buffer in shared memory (image `k` ends at `ends[k]`), whose crops are written from slot
+ * `firstSlot` on into `out`, the batch's crops over shared memory (see PixelBatch). The pool writes that input buffer again only
  * once this request is answered (or its thread is dead).
  */
 export interface PreprocessRequest {
@@ -21,7 +22,7 @@ export interface PreprocessRequest {
   readonly ends: readonly number[];
   /** The bytes are base64 fields to decode (and hash) first. */
   readonly base64: boolean;
-  readonly out: Float32Array;
+  readonly out: Uint8Array;
   readonly firstSlot: number;
 }
 
@@ -74,8 +75,8 @@ interface ThreadSlot {
 
 /**
  * A fixed pool of preprocessing threads. A batch is cut into runs of a few images, each one message;
- * every thread keeps two runs in hand, taking the next as one finishes, and writes each image
- * straight into its slot of the caller's shared batch tensor: the main thread copies no pixels.
+ * every thread keeps two runs in hand, taking the next as one finishes, and writes each image's
+ * crop straight into its slot of the caller's shared batch buffer: the main thread copies no pixels.
  *
  * Only a RowError (the thread's verdict on the image) describes the image. A thread that throws
  * anything else, or dies, is a failure of ours: the batch rejects with a VecmillError
@@ -100,10 +101,10 @@ export class PreprocessPool implements ImagePreprocessor {
     this.threads = Array.from({ length: Math.max(1, threads) }, () => this.start(undefined));
   }
 
-  async preprocessBatch(fields: readonly Buffer[], base64: boolean, out: Float32Array): Promise<BatchImageResult[]> {
-    if (!(out.buffer instanceof SharedArrayBuffer)) throw new TypeError('PreprocessPool writes into a batch tensor over a SharedArrayBuffer');
-    const per = 3 * this.spec.outHeight * this.spec.outWidth;
-    if (fields.length * per > out.length) throw new RangeError(`cannot write ${fields.length} images of ${per} floats into a buffer of ${out.length}`);
+  async preprocessBatch(fields: readonly Buffer[], base64: boolean, out: Uint8Array): Promise<BatchImageResult[]> {
+    if (!(out.buffer instanceof SharedArrayBuffer)) throw new TypeError('PreprocessPool writes into a batch buffer over a SharedArrayBuffer');
+    const per = cropBytes(this.spec.outHeight, this.spec.outWidth);
+    if (fields.length * per > out.length) throw new RangeError(`cannot write ${fields.length} crops of ${per} bytes into a buffer of ${out.length}`);
     const results = new Array<BatchImageResult>(fields.length);
     const runLength = Math.max(1, Math.min(maxImagesPerMessage, Math.ceil(fields.length / (this.threads.length * messagesPerThread * 2))));
     let next = 0;
@@ -133,7 +134,7 @@ export class PreprocessPool implements ImagePreprocessor {
     return results;
   }
 
-  private send(thread: ThreadSlot, fields: readonly Buffer[], base64: boolean, out: Float32Array, firstSlot: number): Promise<readonly PreprocessImageReply[]> {
+  private send(thread: ThreadSlot, fields: readonly Buffer[], base64: boolean, out: Uint8Array, firstSlot: number): Promise<readonly PreprocessImageReply[]> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     const ends: number[] = [];
     let total = 0;

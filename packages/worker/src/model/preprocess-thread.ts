@@ -1,7 +1,7 @@
 /**
- * Entry point of a preprocessing thread: base64-decode, hash, decode with sharp and resize with
- * the exact bicubic resampler here, writing each image's floats straight into its slot of the
- * shared batch tensor, so that none of it (nor the garbage it makes) ever runs on the event loop
+ * Entry point of a preprocessing thread: base64-decode, hash, decode (libjpeg-turbo or sharp),
+ * resize with the exact bicubic resampler and center crop here, writing each image's crop straight
+ * into its slot of the shared batch buffer, so that none of it (nor the garbage it makes) ever runs on the event loop
  * that renews queue locks, and so that it uses every core.
  */
 import { createHash } from 'node:crypto';

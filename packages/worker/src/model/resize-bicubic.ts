@@ -1,5 +1,5 @@
 import type { RgbImage } from './image-decode.js';
-import { resizeKernelsWasmBase64 } from './resize-kernels-wasm.js';
+import { instantiateKernels, reserveKernelMemory, type WasmKernels } from './wasm-kernels.js';
 
 /** A rectangle of a resized image, in the resized image's pixel coordinates. */
 export interface PixelWindow {
@@ -104,62 +104,50 @@ function clip8(sum: number): number {
  */
 export function resizeBicubic(src: RgbImage, outWidth: number, outHeight: number, window: PixelWindow): RgbImage {
   const plan = resizePlan(src, outWidth, outHeight, window);
-  const placed = resizeInWasm(src, plan, 0);
+  const placed = resizeInWasm(src, plan);
   if (placed === undefined) return resizeInJs(src, plan);
   const bytes = new Uint8Array(placed.kernels.memory.buffer);
   return { data: bytes.slice(placed.at, placed.at + window.width * window.height * 3), width: window.width, height: window.height };
 }
 
-/** Where and how `resizeBicubicChw` writes an image's floats. */
-export interface ChwTarget {
-  /** 3 x 256 float32s, channel-major: each byte value's rescaled and normalized float per channel. */
-  readonly table: Float32Array;
-  /** Size of each plane (the crop); the window lands at column `dx`, row `dy` of it. */
+/** Where `resizeBicubicCrop` writes an image's crop. */
+export interface CropTarget {
+  /** Size of the crop; the window lands at column `dx`, row `dy` of it. */
   readonly width: number;
   readonly height: number;
   readonly dx: number;
   readonly dy: number;
-  /** The batch tensor, and where (in floats) this image's three planes start. */
-  readonly out: Float32Array;
+  /** The batch's crops, and where (in bytes) this one's `width x height x 3` RGB bytes start. */
+  readonly out: Uint8Array;
   readonly offset: number;
 }
 
 /**
- * `resizeBicubic`, then rescale, normalize and CHW, written into `target.out`: the window never
- * leaves kernel memory, the `chw` kernel turns it into three float planes there through
- * `target.table` (so the floats are the table's bit for bit; planes not covered by the window
- * hold the table's value for 0, HF's zero padding), and one `set` copies the planes into the
- * batch tensor, which is not kernel memory (a SharedArrayBuffer the other threads see). The
- * planes sit after the resize buffers, beyond `wasmMemoryLimit`: their size is the model's input
- * size, fixed by configuration.
+ * `resizeBicubic`, then Hugging Face's center crop, written into `target.out`: the window is copied
+ * out of kernel memory once, into its place in the crop, and the part of the crop it does not cover
+ * is zero (HF pads with zero pixels). A crop stays 8-bit, a quarter of the model's float input, so
+ * the buffers between the preprocessing threads and the inference thread are a quarter the size;
+ * the floats are made only where the model runs (`ChwTensor`).
  */
-export function resizeBicubicChw(src: RgbImage, outWidth: number, outHeight: number, window: PixelWindow, target: ChwTarget): void {
-  const { width, height, dx, dy } = target;
-  if (target.table.length !== 3 * 256 || dx < 0 || dy < 0 || dx + window.width > width || dy + window.height > height) {
-    throw new RangeError(`a ${window.width}x${window.height} window cannot land at +${dx}+${dy} of ${width}x${height} planes`);
+export function resizeBicubicCrop(src: RgbImage, outWidth: number, outHeight: number, window: PixelWindow, target: CropTarget): void {
+  const { width, height, dx, dy, out, offset } = target;
+  if (dx < 0 || dy < 0 || dx + window.width > width || dy + window.height > height) {
+    throw new RangeError(`a ${window.width}x${window.height} window cannot land at +${dx}+${dy} of a ${width}x${height} crop`);
   }
-  const floats = 3 * width * height;
-  if (!Number.isInteger(target.offset) || target.offset < 0 || target.offset + floats > target.out.length) {
-    throw new RangeError(`cannot write ${floats} floats at offset ${target.offset} into a buffer of ${target.out.length}`);
+  const bytes = 3 * width * height;
+  if (!Number.isInteger(offset) || offset < 0 || offset + bytes > out.length) {
+    throw new RangeError(`cannot write ${bytes} bytes at offset ${offset} into a buffer of ${out.length}`);
   }
   const plan = resizePlan(src, outWidth, outHeight, window);
-  const chwBytes = 3 * 256 * 4 + floats * 4;
-  let placed = resizeInWasm(src, plan, chwBytes);
-  if (placed === undefined) {
-    // Too large for the kernels: resized in JavaScript, and the window (the size of a crop) copied in.
-    const pixels = resizeInJs(src, plan);
-    const k = resizeKernels();
-    const at = align(pixels.data.byteLength + slack);
-    reserve(k, at + chwBytes);
-    new Uint8Array(k.memory.buffer).set(pixels.data, 0);
-    placed = { kernels: k, at: 0, end: at };
+  const placed = resizeInWasm(src, plan);
+  const pixels = placed === undefined ? resizeInJs(src, plan).data : new Uint8Array(placed.kernels.memory.buffer, placed.at, window.width * window.height * 3);
+  if (window.width === width && window.height === height) {
+    out.set(pixels, offset);
+    return;
   }
-  const { kernels: k, at, end } = placed;
-  const heap = k.memory.buffer;
-  new Float32Array(heap, end, 3 * 256).set(target.table);
-  const planesAt = end + 3 * 256 * 4;
-  k.chw(at, window.width, window.height, end, planesAt, width, height, dx, dy);
-  target.out.set(new Float32Array(heap, planesAt, floats), target.offset);
+  out.fill(0, offset, offset + bytes);
+  const rowBytes = window.width * 3;
+  for (let y = 0; y < window.height; y++) out.set(pixels.subarray(y * rowBytes, (y + 1) * rowBytes), offset + ((dy + y) * width + dx) * 3);
 }
 
 /** What both passes need: each axis's coefficients (undefined: that pass is skipped) and the input rows read. */
@@ -208,41 +196,18 @@ export function resizeSourceWindow(srcWidth: number, srcHeight: number, outWidth
   return { left, top, width, height };
 }
 
-/** The few WebAssembly declarations used here (the project's TypeScript libs do not include them). */
-declare const WebAssembly: {
-  Memory: new (descriptor: { initial: number }) => WasmMemory;
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: { env: { memory: WasmMemory } }) => { exports: Record<string, unknown> };
-};
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-  grow(pages: number): number;
-}
-
-/** The kernels' exports; pointers are byte offsets into their memory. */
-interface ResizeKernels {
-  readonly memory: WasmMemory;
-  readonly horizontal: (src: number, inStride: number, rows: number, bounds: number, weights: number, ksize: number, width: number, dst: number) => void;
-  readonly vertical: (src: number, stride: number, height: number, bounds: number, weights: number, ksize: number, dst: number) => void;
-  readonly chw: (src: number, width: number, height: number, table: number, dst: number, outWidth: number, outHeight: number, dx: number, dy: number) => void;
-}
-
 /**
  * Kernel memory never shrinks, so it is capped: one thread's resize buffers stay under 64 MiB
  * (a 20-megapixel photo fits); a larger image is resized by the JavaScript passes instead.
  */
 const wasmMemoryLimit = 64 * 1024 * 1024;
-const wasmPage = 65536;
 /** Slack after each buffer: the kernels read and write up to 16 bytes past a row. */
 const slack = 16;
-let kernels: ResizeKernels | undefined;
+let kernels: WasmKernels | undefined;
 
-/** Instantiated on first use, once per thread (a module instance is per thread). */
-function resizeKernels(): ResizeKernels {
-  if (kernels !== undefined) return kernels;
-  const memory = new WebAssembly.Memory({ initial: 1 });
-  const instance = new WebAssembly.Instance(new WebAssembly.Module(Buffer.from(resizeKernelsWasmBase64, 'base64')), { env: { memory } });
-  kernels = { memory, ...(instance.exports as unknown as Omit<ResizeKernels, 'memory'>) };
+/** This thread's resize kernels, instantiated on first use (a module instance is per thread). */
+function resizeKernels(): WasmKernels {
+  kernels ??= instantiateKernels();
   return kernels;
 }
 
@@ -266,24 +231,17 @@ const align = (n: number): number => Math.ceil(n / 16) * 16;
 export function resizeSourceBuffer(byteLength: number): Uint8Array | undefined {
   if (align(byteLength + slack) > wasmMemoryLimit) return undefined;
   const k = resizeKernels();
-  reserve(k, align(byteLength + slack));
+  reserveKernelMemory(k, align(byteLength + slack));
   return new Uint8Array(k.memory.buffer, 0, byteLength);
-}
-
-/** Grows kernel memory to at least `total` bytes (growing detaches earlier views of it). */
-function reserve(k: ResizeKernels, total: number): void {
-  const have = k.memory.buffer.byteLength;
-  if (total > have) k.memory.grow(Math.ceil((total - have) / wasmPage));
 }
 
 /**
  * Both passes in WebAssembly, or undefined when the buffers would exceed `wasmMemoryLimit`. The
- * window's pixels are left in kernel memory at `at`; `end` is the first free (aligned) byte after
- * them, and `extra` bytes from there are reserved for the caller. A source from
+ * window's pixels are left in kernel memory at `at`. A source from
  * `resizeSourceBuffer` already lies at the start of kernel memory and is read there; any other
  * source has the rows the passes need copied in.
  */
-function resizeInWasm(src: RgbImage, plan: ResizePlan, extra: number): { kernels: ResizeKernels; at: number; end: number } | undefined {
+function resizeInWasm(src: RgbImage, plan: ResizePlan): { kernels: WasmKernels; at: number } | undefined {
   const { window, horizontal, vertical, firstRow, rowCount } = plan;
   const { left, width, height } = window;
   const inStride = src.width * 3;
@@ -299,7 +257,7 @@ function resizeInWasm(src: RgbImage, plan: ResizePlan, extra: number): { kernels
   const end = vertical === undefined ? dstAt : align(dstAt + height * stride + slack);
   if (end > wasmMemoryLimit) return undefined;
   const k = resizeKernels();
-  reserve(k, end + extra);
+  reserveKernelMemory(k, end);
   const heap = k.memory.buffer;
   const bytes = new Uint8Array(heap);
   if (horizontal === undefined) {
@@ -313,10 +271,10 @@ function resizeInWasm(src: RgbImage, plan: ResizePlan, extra: number): { kernels
     if (!inPlace) bytes.set(src.data.subarray(firstRow * inStride, (firstRow + rowCount) * inStride), srcAt);
     k.horizontal(inPlace ? firstRow * inStride : srcAt, inStride, rowCount, hAt, hAt + horizontal.bounds.byteLength, horizontal.ksize, width, midAt);
   }
-  if (vertical === undefined) return { kernels: k, at: midAt, end };
+  if (vertical === undefined) return { kernels: k, at: midAt };
   placeCoefficients(heap, vAt, vertical, firstRow);
   k.vertical(midAt, stride, height, vAt, vAt + vertical.bounds.byteLength, vertical.ksize, dstAt);
-  return { kernels: k, at: dstAt, end };
+  return { kernels: k, at: dstAt };
 }
 
 /** Resamples rows `[firstRow, firstRow + rowCount)` horizontally into columns `[left, left + width)`, or copies them when the width is unchanged. */
