@@ -1,5 +1,6 @@
-// AssemblyScript source of the WebAssembly SIMD kernels behind resize-bicubic.ts. Built by
-// `npm run build:wasm` (tools/build-wasm.mjs) into src/model/resize-kernels-wasm.ts; a unit test
+// AssemblyScript source of the WebAssembly SIMD kernels behind resize-bicubic.ts and chw-tensor.ts
+// (instantiated by wasm-kernels.ts). Built by `npm run build:wasm`
+// (tools/src/wasm/build-resize-kernels.ts) into src/model/resize-kernels-wasm.ts; a unit test
 // rebuilds it and checks the committed bytes match. The arithmetic is Pillow's ImagingResample
 // for 8-bit images: int32 sums of u8 x fixed-point weights from half a unit, >> 22, clipped to
 // 0..255, horizontal pass before vertical, so the result is bit-identical to Pillow's.
@@ -16,29 +17,43 @@ function clip4(acc: v128): v128 {
 }
 
 /**
- * Horizontal pass over `rows` rows of interleaved RGB (`inStride` bytes apart) into `width` output
- * pixels per row. `bounds` holds `[first input column, taps]` per output pixel, `weights` `ksize`
- * i32 weights per output pixel. Each tap reads four bytes (one past the pixel), and each output
- * pixel writes four bytes (the fourth is overwritten next), so both buffers need 1 byte of slack.
+ * Gathers two neighbouring RGB pixels (the low six bytes) as 16-bit lanes `R0 R1 G0 G1 B0 B1 0 0`,
+ * the layout `i32x4.dot_i16x8_s` multiplies pairwise with `w0 w1 w0 w1 w0 w1 0 0`.
  */
-export function horizontal(src: usize, inStride: i32, rows: i32, bounds: usize, weights: usize, ksize: i32, width: i32, dst: usize): void {
+const PAIR = i8x16(0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1);
+
+/**
+ * Horizontal pass over `rows` rows of interleaved RGB (`inStride` bytes apart) into `width` output
+ * pixels per row. `bounds` holds `[first input column, taps]` per output pixel. Pillow's weights
+ * have 22 fractional bits, too wide for 16-bit lanes, so each is split as `hi * 2048 + lo` (`lo` in
+ * 0..2047): `weights` holds, per output pixel, `pairs` pairs of taps (`ceil(taps / 2)` of them
+ * used, the odd tap's partner weighing 0), each pair as two vectors of 16-bit lanes,
+ * `lo0 lo1 lo0 lo1 lo0 lo1 0 0` then the same of `hi`. One `dot` per vector sums two taps of all
+ * three channels; `sum(hi) * 2048 + sum(lo)` is Pillow's integer sum exactly (wrapping 32-bit
+ * arithmetic, whose final value fits). Each pair reads eight bytes (two past its pixels) and each
+ * output pixel writes four (the fourth is overwritten next), so both buffers need slack.
+ */
+export function horizontal(src: usize, inStride: i32, rows: i32, bounds: usize, weights: usize, pairs: i32, width: i32, dst: usize): void {
   const half = i32x4.splat(HALF);
+  const zero = i32x4.splat(0);
   for (let y = 0; y < rows; y++) {
     const row = src + <usize>(y * inStride);
     let o = dst + <usize>(y * width * 3);
     for (let x = 0; x < width; x++) {
       const first = load<i32>(bounds + <usize>(x << 3));
-      const taps = load<i32>(bounds + <usize>(x << 3) + 4);
+      const used = (load<i32>(bounds + <usize>(x << 3) + 4) + 1) >> 1;
       let p = row + <usize>(first * 3);
-      let w = weights + <usize>(x * ksize * 4);
-      let acc = half;
-      for (let t = 0; t < taps; t++) {
-        const px = i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(p)));
-        acc = i32x4.add(acc, i32x4.mul(px, i32x4.splat(load<i32>(w))));
-        p += 3;
-        w += 4;
+      let w = weights + <usize>((x * pairs) << 5);
+      let lo = zero;
+      let hi = zero;
+      for (let t = 0; t < used; t++) {
+        const px = i8x16.swizzle(v128.load64_zero(p), PAIR);
+        lo = i32x4.add(lo, i32x4.dot_i16x8_s(px, v128.load(w)));
+        hi = i32x4.add(hi, i32x4.dot_i16x8_s(px, v128.load(w, 16)));
+        p += 6;
+        w += 32;
       }
-      v128.store32_lane(o, clip4(acc), 0);
+      v128.store32_lane(o, clip4(i32x4.add(i32x4.add(i32x4.shl(hi, 11), lo), half)), 0);
       o += 3;
     }
   }

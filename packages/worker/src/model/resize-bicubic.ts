@@ -33,6 +33,12 @@ interface AxisCoefficients {
   /** `ksize` weights per output pixel, scaled by 2^22. */
   readonly weights: Int32Array;
   readonly ksize: number;
+  /**
+   * The same weights as the `horizontal` kernel reads them: per output pixel `ceil(ksize / 2)`
+   * pairs of taps, each two vectors of eight 16-bit lanes, `lo0 lo1` and then `hi0 hi1` repeated for
+   * R, G and B then two zeros, where a weight is `hi * 2048 + lo` with `lo` in 0..2047.
+   */
+  readonly pairWeights: Int16Array;
 }
 
 /**
@@ -78,10 +84,27 @@ function axisCoefficients(inSize: number, outSize: number, start: number, count:
     bounds[i * 2] = xmin;
     bounds[i * 2 + 1] = xmax;
   }
-  const coefficients = { bounds, weights, ksize };
+  const coefficients = { bounds, weights, ksize, pairWeights: pairLayout(weights, count, ksize) };
   if (coefficientCache.size >= COEFFICIENT_CACHE_LIMIT) coefficientCache.clear();
   coefficientCache.set(key, coefficients);
   return coefficients;
+}
+
+/** `weights` in the `horizontal` kernel's layout (see `AxisCoefficients.pairWeights`). */
+function pairLayout(weights: Int32Array, count: number, ksize: number): Int16Array {
+  const pairs = Math.ceil(ksize / 2);
+  const out = new Int16Array(count * pairs * 16);
+  for (let i = 0; i < count; i++) {
+    for (let t = 0; t < ksize; t++) {
+      const w = weights[i * ksize + t]!;
+      const at = (i * pairs + (t >> 1)) * 16 + (t & 1);
+      for (let c = 0; c < 3; c++) {
+        out[at + 2 * c] = w & 2047;
+        out[at + 8 + 2 * c] = w >> 11;
+      }
+    }
+  }
+  return out;
 }
 
 function clip8(sum: number): number {
@@ -211,12 +234,16 @@ function resizeKernels(): WasmKernels {
   return kernels;
 }
 
-/** Copies coefficients into kernel memory at `at`, first input indices made relative to `origin`. */
-function placeCoefficients(heap: ArrayBuffer, at: number, c: AxisCoefficients, origin: number): void {
+/**
+ * Copies coefficients into kernel memory at `at`, first input indices made relative to `origin`:
+ * the bounds, then the weights as the pass reads them (`pairWeights` for the horizontal one).
+ */
+function placeCoefficients(heap: ArrayBuffer, at: number, c: AxisCoefficients, origin: number, weights: Int32Array | Int16Array): void {
   const bounds = new Int32Array(heap, at, c.bounds.length);
   bounds.set(c.bounds);
   for (let i = 0; i < bounds.length; i += 2) bounds[i] = bounds[i]! - origin;
-  new Int32Array(heap, at + c.bounds.byteLength, c.weights.length).set(c.weights);
+  if (weights instanceof Int16Array) new Int16Array(heap, at + c.bounds.byteLength, weights.length).set(weights);
+  else new Int32Array(heap, at + c.bounds.byteLength, weights.length).set(weights);
 }
 
 const align = (n: number): number => Math.ceil(n / 16) * 16;
@@ -250,7 +277,7 @@ function resizeInWasm(src: RgbImage, plan: ResizePlan): { kernels: WasmKernels; 
   const sourceBytes = src.data.byteLength;
   // Layout: [source in place], horizontal coefficients, vertical coefficients, [copied source rows], intermediate, output.
   const hAt = inPlace ? align(sourceBytes + slack) : 0;
-  const vAt = hAt + (horizontal === undefined ? 0 : horizontal.bounds.byteLength + horizontal.weights.byteLength);
+  const vAt = align(hAt + (horizontal === undefined ? 0 : horizontal.bounds.byteLength + horizontal.pairWeights.byteLength));
   const srcAt = align(vAt + (vertical === undefined ? 0 : vertical.bounds.byteLength + vertical.weights.byteLength));
   const midAt = align(srcAt + (horizontal === undefined || inPlace ? 0 : rowCount * inStride + slack));
   const dstAt = align(midAt + rowCount * stride + slack);
@@ -267,12 +294,12 @@ function resizeInWasm(src: RgbImage, plan: ResizePlan): { kernels: WasmKernels; 
       else bytes.set(src.data.subarray(from, from + stride), midAt + y * stride);
     }
   } else {
-    placeCoefficients(heap, hAt, horizontal, 0);
+    placeCoefficients(heap, hAt, horizontal, 0, horizontal.pairWeights);
     if (!inPlace) bytes.set(src.data.subarray(firstRow * inStride, (firstRow + rowCount) * inStride), srcAt);
-    k.horizontal(inPlace ? firstRow * inStride : srcAt, inStride, rowCount, hAt, hAt + horizontal.bounds.byteLength, horizontal.ksize, width, midAt);
+    k.horizontal(inPlace ? firstRow * inStride : srcAt, inStride, rowCount, hAt, hAt + horizontal.bounds.byteLength, Math.ceil(horizontal.ksize / 2), width, midAt);
   }
   if (vertical === undefined) return { kernels: k, at: midAt };
-  placeCoefficients(heap, vAt, vertical, firstRow);
+  placeCoefficients(heap, vAt, vertical, firstRow, vertical.weights);
   k.vertical(midAt, stride, height, vAt, vAt + vertical.bounds.byteLength, vertical.ksize, dstAt);
   return { kernels: k, at: dstAt };
 }

@@ -21,7 +21,7 @@ export interface WasmMemory {
  */
 export interface WasmKernels {
   readonly memory: WasmMemory;
-  readonly horizontal: (src: number, inStride: number, rows: number, bounds: number, weights: number, ksize: number, width: number, dst: number) => void;
+  readonly horizontal: (src: number, inStride: number, rows: number, bounds: number, weights: number, pairs: number, width: number, dst: number) => void;
   readonly vertical: (src: number, stride: number, height: number, bounds: number, weights: number, ksize: number, dst: number) => void;
   readonly chw: (src: number, pixels: number, table: number, dst: number) => void;
 }
