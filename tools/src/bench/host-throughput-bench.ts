@@ -11,7 +11,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -210,13 +210,20 @@ export async function runHostThroughputBench(ctx: HostBenchContext): Promise<voi
   const { source, photos } = await benchPhotos(fixtures);
   process.stderr.write(`host throughput: ${source}, host-bench model, ${cores} cores\n`);
 
-  // As with text below: a GPU node embeds millions of images per run, so 3,800 rows (about 20 s a
-  // run here) keep vecmill's fixed cost (process start, model load, first touch of the batch
-  // buffers: about a second) from weighing on the rate as it did at 760 rows.
-  const imageRows = photos.length * (quick ? 20 : 200);
+  // As with text below: a GPU node embeds millions of images per run. At 11,400 rows (15-25 s a run
+  // here) vecmill's fixed cost (process start, model load, the first batches' page faults and JIT
+  // compilation: about a second, in which the first thousand images go at half the later rate) is
+  // a twentieth of a run; at 3,800 rows it was a fifth, at 760 most of it. Written a block at a
+  // time: the file (1.6 GB) is larger than a JavaScript string can be.
   const imagesTsv = join(work, 'host-images.tsv');
   const b64 = photos.map((p) => p.bytes.toString('base64'));
-  await writeFile(imagesTsv, `${Array.from({ length: imageRows }, (_, r) => b64[r % b64.length]).join('\n')}\n`);
+  const block = `${Array.from({ length: photos.length * 20 }, (_, r) => b64[r % b64.length]).join('\n')}\n`;
+  const file = await open(imagesTsv, 'w');
+  try {
+    for (let k = 0; k < (quick ? 1 : 30); k++) await file.write(block);
+  } finally {
+    await file.close();
+  }
   // A GPU node embeds millions of captions per run: 400,000 keep the fixed cost of a run (about
   // 0.9 s of process start, module loading, tokenizer and model loading, merge) under a fifth of
   // it, where at 50,000 it was half and the rows measured mostly startup.
