@@ -54,7 +54,7 @@ export class EmbedEngine {
   private readonly openEmbedders = new Set<OnnxEmbedder>();
   private readonly imagePools = new Map<string, PreprocessPool>();
   private readonly tokenizerPools = new Map<string, TokenizerPool>();
-  /** Batch tensors by size, and the read buffers: shared by every run, so a worker serving many keeps one set. */
+  /** Batch buffers by crop size, and the read buffers: shared by every run, so a worker serving many keeps one set. */
   private readonly pixelBuffers = new Map<string, PixelBatchBuffers>();
   private readonly readBuffers = new ReadBufferPool();
   private readonly openObject: ReturnType<typeof createObjectOpener>;
