@@ -9,7 +9,7 @@ import type { Manifest } from '@vecmill/shared/manifest';
 import { ClipTokenizer, type TokenBatch } from '@vecmill/worker/model/clip-tokenizer';
 import { l2NormalizeRows } from '@vecmill/worker/model/embedder';
 import type { ProviderPlan } from '@vecmill/shared/model/execution-provider';
-import { defaultDecodeOptions, parsePreprocessSpec, pixelValueTable, preprocessImageInto } from '@vecmill/worker/model/image-preprocess';
+import { defaultDecodeOptions, parsePreprocessSpec, pixelBatch, preprocessImageInto } from '@vecmill/worker/model/image-preprocess';
 import { cropBytes } from '@vecmill/worker/model/pixel-batch';
 import type { ModelFamily } from '@vecmill/shared/model/model-family';
 import { loadModelFolder, type ModelFolder } from '@vecmill/shared/model/model-folder';
@@ -181,8 +181,7 @@ describe('vecmill run with Chinese-CLIP and SigLIP model folders', () => {
         const expectImage = async (field: string) => {
           const crops = new Uint8Array(cropBytes(spec.outHeight, spec.outWidth));
           await preprocessImageInto(Buffer.from(field, 'base64'), spec, defaultDecodeOptions, crops, 0);
-          const pixels = { crops, count: 1, height: spec.outHeight, width: spec.outWidth, table: pixelValueTable(spec) };
-          return l2NormalizeRows(await embedder.embedImages(pixels), embedder.dims);
+          return l2NormalizeRows(await embedder.embedImages(pixelBatch(spec, crops, 1)), embedder.dims);
         };
         for (const kind of ['pairs', 'text', 'image'] as const) {
           const out = join(dir, `out-${family}-${kind}`);

@@ -4,8 +4,8 @@ import { ClipTokenizer } from '@vecmill/worker/model/clip-tokenizer';
 import type { ProviderPlan } from '@vecmill/shared/model/execution-provider';
 import { loadModelFolder, type ModelFolder } from '@vecmill/shared/model/model-folder';
 import { OnnxEmbedder } from '@vecmill/worker/model/onnx-embedder';
-import { parsePreprocessSpec, pixelValueTable } from '@vecmill/worker/model/image-preprocess';
-import { cropBytes, type PixelBatch } from '@vecmill/worker/model/pixel-batch';
+import { parsePreprocessSpec, pixelBatch } from '@vecmill/worker/model/image-preprocess';
+import { cropBytes } from '@vecmill/worker/model/pixel-batch';
 import { tinyModelDir } from '../support/tiny-model.js';
 
 const plan = (sessions: number): ProviderPlan => ({ device: 'cpu', providers: ['cpu'], warning: undefined, sessions, defaultBatchSize: 32 });
@@ -32,16 +32,14 @@ describe('OnnxEmbedder (real ONNX graphs on inference threads)', () => {
   });
 
   it('spreads concurrent requests over several sessions (as on a GPU) with the same results as one session', async () => {
-    const size = (model.preprocessorConfig as { crop_size: { height: number } }).crop_size.height;
-    const per = cropBytes(size, size);
-    const table = pixelValueTable(parsePreprocessSpec(model.preprocessorConfig));
+    const spec = parsePreprocessSpec(model.preprocessorConfig);
+    const per = cropBytes(spec.outHeight, spec.outWidth);
     const batches = Array.from({ length: 6 }, (_, b) => Uint8Array.from({ length: 2 * per }, (_, i) => (i * 7 + b * 31) % 256));
-    const pixelBatch = (crops: Uint8Array): PixelBatch => ({ crops: crops.slice(), count: 2, height: size, width: size, table });
     const tokenizer = new ClipTokenizer(model.tokenizerJson, model.tokenizerConfig, { contextLength: model.config.contextLength });
     const tokens = tokenizer.encodeBatch(['a red square', 'a blue stripe on white'], undefined);
     const [a, b] = await Promise.all([
-      Promise.all(batches.map((p) => one.embedImages(pixelBatch(p)))),
-      Promise.all(batches.map((p) => two.embedImages(pixelBatch(p)))),
+      Promise.all(batches.map((p) => one.embedImages(pixelBatch(spec, p.slice(), 2)))),
+      Promise.all(batches.map((p) => two.embedImages(pixelBatch(spec, p.slice(), 2)))),
     ]);
     a.forEach((v, i) => assert.deepEqual(b[i], v, `batch ${i}`));
     assert.notDeepEqual(a[0], a[1], 'different inputs give different vectors');

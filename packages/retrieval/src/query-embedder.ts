@@ -4,7 +4,7 @@ import { ClipTokenizer } from '@vecmill/worker/model/clip-tokenizer';
 import { l2NormalizeRows } from '@vecmill/worker/model/embedder';
 import { detectProviderAvailability, planExecutionProviders, type DeviceRequest } from '@vecmill/shared/model/execution-provider';
 import { InlinePreprocessor } from '@vecmill/worker/model/image-preprocessor';
-import { parsePreprocessSpec, pixelValueTable } from '@vecmill/worker/model/image-preprocess';
+import { parsePreprocessSpec, pixelBatch } from '@vecmill/worker/model/image-preprocess';
 import { loadModelFolder } from '@vecmill/shared/model/model-folder';
 import { OnnxEmbedder } from '@vecmill/worker/model/onnx-embedder';
 import { cropBytes } from '@vecmill/worker/model/pixel-batch';
@@ -90,7 +90,7 @@ export class QueryEmbedder {
       if (err instanceof RowError) throw new InputError(`query image ${name} cannot be used (${err.reason}: ${err.message}); pass a JPEG, PNG, WebP, GIF, TIFF or AVIF file`, { file: name }, { cause: err });
       throw err;
     }
-    const values = await this.embedder.embedImages({ crops: crop, count: 1, height: spec.outHeight, width: spec.outWidth, table: pixelValueTable(spec) });
+    const values = await this.embedder.embedImages(pixelBatch(spec, crop, 1));
     return this.normalize ? l2NormalizeRows(values, this.dims) : values;
   }
 

@@ -1,5 +1,5 @@
 import type { ImagePreprocessor } from './model/image-preprocessor.js';
-import { pixelValueTable } from './model/image-preprocess.js';
+import { pixelBatch } from './model/image-preprocess.js';
 import type { PixelBatch } from './model/pixel-batch.js';
 import type { PixelBatchBuffers } from './model/pixel-batch-buffers.js';
 import type { ParsedBatch } from './parse-batch.js';
@@ -28,8 +28,6 @@ export type ImageDecoder = (batch: ParsedBatch) => Promise<DecodedImages>;
  */
 export function createImageDecoder(images: ImagePreprocessor, buffers: PixelBatchBuffers): ImageDecoder {
   const per = buffers.bytesPerImage;
-  const { outHeight: height, outWidth: width } = images.spec;
-  const table = pixelValueTable(images.spec);
   return async function decodeImages(b) {
     const { rows, bytes, decoded } = b.images;
     const buffer = buffers.acquire();
@@ -57,7 +55,6 @@ export function createImageDecoder(images: ImagePreprocessor, buffers: PixelBatc
       release();
       return { rows: decodedRows, pixels: undefined, release: () => undefined };
     }
-    const count = decodedRows.length;
-    return { rows: decodedRows, pixels: { crops: buffer.subarray(0, count * per), count, height, width, table }, release };
+    return { rows: decodedRows, pixels: pixelBatch(images.spec, buffer, decodedRows.length), release };
   };
 }

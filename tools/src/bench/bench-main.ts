@@ -21,7 +21,7 @@ import { MODEL_FAMILIES, type ModelFamily } from '@vecmill/shared/model/model-fa
 import { loadModelFolder, type ModelDtype } from '@vecmill/shared/model/model-folder';
 import { OnnxEmbedder } from '@vecmill/worker/model/onnx-embedder';
 import { PreprocessPool } from '@vecmill/worker/model/preprocess-pool';
-import { pixelValueTable } from '@vecmill/worker/model/image-preprocess';
+import { pixelBatch } from '@vecmill/worker/model/image-preprocess';
 import { cropBytes, type PixelBatch } from '@vecmill/worker/model/pixel-batch';
 import { makeModel } from '../modelgen/make-model.js';
 import { benchPhotos, captionOfLength, writePairsTsv } from './bench-data.js';
@@ -120,9 +120,8 @@ async function main(): Promise<void> {
   const pool = new PreprocessPool(model.preprocessorConfig, { maxPixels: 50_000_000, fastDecode: false }, threads);
   const spec = pool.spec;
   const per = cropBytes(spec.outHeight, spec.outWidth);
-  const valueTable = pixelValueTable(spec);
   const photoBytes = (n: number): Buffer[] => Array.from({ length: n }, (_, i) => photos[i % photos.length]!.bytes);
-  const batchOf = (crops: Uint8Array): PixelBatch => ({ crops: crops.subarray(0, batch * per), count: batch, height: spec.outHeight, width: spec.outWidth, table: valueTable });
+  const batchOf = (crops: Uint8Array): PixelBatch => pixelBatch(spec, crops, batch);
   const pixels = batchOf(sharedBytes(batch * per));
   await pool.preprocessBatch(photoBytes(batch), false, pixels.crops);
   const captions = Array.from({ length: batch }, (_, r) => captionOfLength(photos[r % photos.length]!.caption, r));

@@ -3,6 +3,7 @@ import { jpegScaleEighths } from './decode-jpeg-wasm.js';
 import { decodeImage, readImageHeader, type DecodeOptions, type PixelSize, type RgbImage } from './image-decode.js';
 import { resizedSize, type PreprocessSpec } from './preprocess-spec.js';
 import { chwFloats } from './chw-tensor.js';
+import { cropBytes, type PixelBatch } from './pixel-batch.js';
 import { resizeBicubicCrop, resizeSourceWindow, type PixelWindow } from './resize-bicubic.js';
 
 /** The whole preprocessing API (spec, options, entry points) is importable from this one module. */
@@ -17,7 +18,7 @@ export { defaultDecodeOptions, type DecodeOptions } from './image-decode.js';
 const valueTables = new WeakMap<PreprocessSpec, Float32Array>();
 
 /** The 3 x 256 table of `spec` that a PixelBatch carries; one per spec, computed once. */
-export function pixelValueTable(spec: PreprocessSpec): Float32Array {
+function pixelValueTable(spec: PreprocessSpec): Float32Array {
   const cached = valueTables.get(spec);
   if (cached !== undefined) return cached;
   const table = new Float32Array(3 * 256);
@@ -99,9 +100,14 @@ function cropInto(image: RgbImage, target: PixelSize | undefined, spec: Preproce
   resizeBicubicCrop(image, resized.width, resized.height, window, { width: crop.width, height: crop.height, dx, dy, out, offset });
 }
 
+/** The first `count` crops of `spec`'s size in `crops` (as `preprocessImageInto` wrote them), as the vision tower's embedder takes them. */
+export function pixelBatch(spec: PreprocessSpec, crops: Uint8Array, count: number): PixelBatch {
+  return { crops: crops.subarray(0, count * cropBytes(spec.outHeight, spec.outWidth)), count, height: spec.outHeight, width: spec.outWidth, table: pixelValueTable(spec) };
+}
+
 /** One image as a fresh `3 x outHeight x outWidth` float32 array, the model's input; see `preprocessImageInto`. */
 export async function preprocessImage(bytes: Buffer, spec: PreprocessSpec, options: DecodeOptions): Promise<Float32Array> {
-  const crop = new Uint8Array(3 * spec.outHeight * spec.outWidth);
+  const crop = new Uint8Array(cropBytes(spec.outHeight, spec.outWidth));
   await preprocessImageInto(bytes, spec, options, crop, 0);
-  return chwFloats({ crops: crop, count: 1, height: spec.outHeight, width: spec.outWidth, table: pixelValueTable(spec) });
+  return chwFloats(pixelBatch(spec, crop, 1));
 }

@@ -33,12 +33,6 @@ interface AxisCoefficients {
   /** `ksize` weights per output pixel, scaled by 2^22. */
   readonly weights: Int32Array;
   readonly ksize: number;
-  /**
-   * The same weights as the `horizontal` kernel reads them: per output pixel `ceil(ksize / 2)`
-   * pairs of taps, each two vectors of eight 16-bit lanes, `lo0 lo1` and then `hi0 hi1` repeated for
-   * R, G and B then two zeros, where a weight is `hi * 2048 + lo` with `lo` in 0..2047.
-   */
-  readonly pairWeights: Int16Array;
 }
 
 /**
@@ -84,14 +78,26 @@ function axisCoefficients(inSize: number, outSize: number, start: number, count:
     bounds[i * 2] = xmin;
     bounds[i * 2 + 1] = xmax;
   }
-  const coefficients = { bounds, weights, ksize, pairWeights: pairLayout(weights, count, ksize) };
+  const coefficients = { bounds, weights, ksize };
   if (coefficientCache.size >= COEFFICIENT_CACHE_LIMIT) coefficientCache.clear();
   coefficientCache.set(key, coefficients);
   return coefficients;
 }
 
-/** `weights` in the `horizontal` kernel's layout (see `AxisCoefficients.pairWeights`). */
-function pairLayout(weights: Int32Array, count: number, ksize: number): Int16Array {
+/** `pairWeights` of coefficients the horizontal kernel has used, made once for each. */
+const pairLayouts = new WeakMap<AxisCoefficients, Int16Array>();
+
+/**
+ * The weights as the `horizontal` kernel reads them: per output pixel `ceil(ksize / 2)` pairs of
+ * taps, each two vectors of eight 16-bit lanes, `lo0 lo1` and then `hi0 hi1` repeated for R, G and
+ * B then two zeros, where a weight is `hi * 2048 + lo` with `lo` in 0..2047. Made only for the
+ * horizontal pass (the vertical pass and the JavaScript passes read `weights`).
+ */
+function pairWeights(coefficients: AxisCoefficients): Int16Array {
+  const cached = pairLayouts.get(coefficients);
+  if (cached !== undefined) return cached;
+  const { weights, ksize } = coefficients;
+  const count = weights.length / ksize;
   const pairs = Math.ceil(ksize / 2);
   const out = new Int16Array(count * pairs * 16);
   for (let i = 0; i < count; i++) {
@@ -104,6 +110,7 @@ function pairLayout(weights: Int32Array, count: number, ksize: number): Int16Arr
       }
     }
   }
+  pairLayouts.set(coefficients, out);
   return out;
 }
 
@@ -277,7 +284,7 @@ function resizeInWasm(src: RgbImage, plan: ResizePlan): { kernels: WasmKernels; 
   const sourceBytes = src.data.byteLength;
   // Layout: [source in place], horizontal coefficients, vertical coefficients, [copied source rows], intermediate, output.
   const hAt = inPlace ? align(sourceBytes + slack) : 0;
-  const vAt = align(hAt + (horizontal === undefined ? 0 : horizontal.bounds.byteLength + horizontal.pairWeights.byteLength));
+  const vAt = align(hAt + (horizontal === undefined ? 0 : horizontal.bounds.byteLength + pairWeights(horizontal).byteLength));
   const srcAt = align(vAt + (vertical === undefined ? 0 : vertical.bounds.byteLength + vertical.weights.byteLength));
   const midAt = align(srcAt + (horizontal === undefined || inPlace ? 0 : rowCount * inStride + slack));
   const dstAt = align(midAt + rowCount * stride + slack);
@@ -294,7 +301,7 @@ function resizeInWasm(src: RgbImage, plan: ResizePlan): { kernels: WasmKernels; 
       else bytes.set(src.data.subarray(from, from + stride), midAt + y * stride);
     }
   } else {
-    placeCoefficients(heap, hAt, horizontal, 0, horizontal.pairWeights);
+    placeCoefficients(heap, hAt, horizontal, 0, pairWeights(horizontal));
     if (!inPlace) bytes.set(src.data.subarray(firstRow * inStride, (firstRow + rowCount) * inStride), srcAt);
     k.horizontal(inPlace ? firstRow * inStride : srcAt, inStride, rowCount, hAt, hAt + horizontal.bounds.byteLength, Math.ceil(horizontal.ksize / 2), width, midAt);
   }
